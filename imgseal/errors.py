@@ -1,0 +1,122 @@
+"""One error root for imgseal; every failure the CLI reports is an :class:`Error`.
+
+Each subclass carries its exit code (stable, documented in the README) and a short
+machine-readable ``reason`` that ``--output json`` reports.
+
+Exit codes:
+    0  success / verified
+    1  verification failed (untrusted, mismatch, denied by policy)
+    2  usage or bad input (bad reference, bad file)
+    3  could not decide (registry, network, auth, transparency log unreachable)
+    4  key material problem (wrong password, unreadable key)
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Root of every error imgseal raises on purpose."""
+
+    exit_code: int = 1
+    default_reason: str = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.reason = reason or self.default_reason
+
+    def one_line(self) -> str:
+        """The message as a single line (newlines folded), suitable for stderr."""
+        text = " ".join(self.message.split())
+        if self.hint:
+            text += f" (hint: {' '.join(self.hint.split())})"
+        return text
+
+
+# --- exit 1: verification failed -------------------------------------------------------
+
+
+class VerificationError(Error):
+    """Content or signatures did not verify."""
+
+    exit_code = 1
+    default_reason = "verification-failed"
+
+
+class DigestMismatchError(VerificationError):
+    """Bytes did not hash to the digest that named them, or their size was wrong."""
+
+    default_reason = "digest-mismatch"
+
+
+class PolicyDeniedError(VerificationError):
+    """A policy rule denied the image."""
+
+    default_reason = "policy-denied"
+
+
+# --- exit 2: usage / bad input ---------------------------------------------------------
+
+
+class UsageError(Error):
+    """Bad command-line usage or bad input."""
+
+    exit_code = 2
+    default_reason = "usage"
+
+
+class InvalidReferenceError(UsageError):
+    """An image reference or digest string that does not parse."""
+
+    default_reason = "invalid-reference"
+
+
+class InvalidInputError(UsageError):
+    """A file or document that is malformed (manifest, bundle, policy, JSON...)."""
+
+    default_reason = "invalid-input"
+
+
+# --- exit 3: could not decide -----------------------------------------------------------
+
+
+class UndecidableError(Error):
+    """Something outside us failed, so no verdict can be given."""
+
+    exit_code = 3
+    default_reason = "undecidable"
+
+
+class RegistryError(UndecidableError):
+    """The registry answered with an error we cannot recover from."""
+
+    default_reason = "registry-error"
+
+
+class NetworkError(UndecidableError):
+    """The network failed (connection refused, reset, timeout, TLS)."""
+
+    default_reason = "network-error"
+
+
+class AuthError(UndecidableError):
+    """Authentication to the registry failed."""
+
+    default_reason = "auth-error"
+
+
+class NotFoundError(UndecidableError):
+    """The manifest, blob or tag does not exist."""
+
+    default_reason = "not-found"
+
+
+# --- exit 4: key material ---------------------------------------------------------------
+
+
+class KeyMaterialError(Error):
+    """A key could not be read, decrypted or used."""
+
+    exit_code = 4
+    default_reason = "key-error"

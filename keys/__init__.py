@@ -1,0 +1,1 @@
+"""Key material: generation, cosign-format encryption, loading and export."""

@@ -1,0 +1,1 @@
+"""Signing: payloads (simple signing, in-toto, DSSE), signers and SLSA provenance."""

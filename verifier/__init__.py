@@ -1,0 +1,1 @@
+"""Verification: signatures, bundles, attestations, policy, gate and admission webhook."""
