@@ -1,0 +1,3 @@
+from imgseal.cli.main import run
+
+run()

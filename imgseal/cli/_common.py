@@ -1,0 +1,96 @@
+"""What every command shares: error-to-exit-code mapping and output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from imgseal.errors import Error, UsageError
+
+if TYPE_CHECKING:
+    from imgseal.reference import LayoutReference, Reference
+    from imgseal.store import StoreFactory
+
+T = TypeVar("T")
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def err(message: str) -> None:
+    """One line on stderr."""
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def out(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: Error, output: OutputFormat = OutputFormat.text, extra: dict[str, Any] | None = None) -> NoReturn:
+    """Report ``error`` as one line (or a JSON object) and exit with its code."""
+    err(f"imgseal: error: {error.one_line()}")
+    if output is OutputFormat.json:
+        result: dict[str, Any] = {"ok": False, "reason": error.reason, "error": error.one_line()}
+        if extra:
+            result.update(extra)
+        emit_json(result)
+    raise typer.Exit(error.exit_code)
+
+
+def guarded(fn: Callable[[], T], output: OutputFormat = OutputFormat.text) -> T:
+    """Run ``fn``; turn every imgseal :class:`Error` into its exit code, never a traceback."""
+    try:
+        return fn()
+    except Error as e:
+        fail(e, output)
+    except KeyboardInterrupt:
+        err("imgseal: interrupted")
+        raise typer.Exit(130) from None
+
+
+# -- options shared by commands that talk to registries -----------------------------------
+
+CaFileOption = Annotated[
+    Path | None,
+    typer.Option("--ca-file", help="PEM file of CA certificates to trust for registry TLS.", dir_okay=False),
+]
+InsecureOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--insecure-registry",
+        help="Registry host allowed over plain HTTP or unverified TLS (repeatable; also IMGSEAL_INSECURE_REGISTRIES).",
+    ),
+]
+OutputOption = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
+
+
+def store_factory(ca_file: Path | None, insecure: list[str] | None) -> StoreFactory:
+    """A :class:`StoreFactory` for one command run."""
+    from imgseal.store import StoreFactory
+    from imgseal.store.registry import RegistryOptions, insecure_from_env
+
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageError(f"--ca-file {ca_file}: no such file")
+    hosts = insecure_from_env() | frozenset(insecure or [])
+    return StoreFactory(RegistryOptions(ca_file=ca_file, insecure_registries=hosts))
+
+
+def parse_ref(text: str, *, default_tag: str | None = "latest") -> Reference | LayoutReference:
+    from imgseal.reference import parse_reference
+
+    return parse_reference(text, default_tag=default_tag)
