@@ -20,7 +20,12 @@ def fetch_manifest(store: Store, tag: str | None, digest: Digest | None) -> Mani
     if digest is not None:
         return store.get_manifest(digest)
     if tag is None:
-        raise ValueError("a tag or a digest is required")
+        # An OCI layout reference may name neither: take the layout's only image.
+        from imgseal.store.layout import LayoutStore
+
+        if isinstance(store, LayoutStore):
+            return store.get_manifest(store.only_manifest())
+        tag = "latest"
     return store.get_manifest(tag)
 
 

@@ -46,7 +46,7 @@ def _register() -> None:
     # Each module adds its commands; modules import their heavy dependencies lazily.
     import importlib
 
-    for name in ("digest_cmd", "keys_cmd", "sign_cmd", "verify_cmd", "attach_cmd", "bundle_cmd", "attest_cmd",
+    for name in ("digest_cmd", "sign_cmd", "verify_cmd", "attach_cmd", "attest_cmd", "keys_cmd", "bundle_cmd",
                  "gate_cmd",
                  "notation_cmd", "trust_cmd"):
         try:

@@ -167,6 +167,15 @@ class LayoutStore:
         media_type = desc.media_type if not isinstance(ref, Digest) else None
         return parse_manifest(raw, content_type=media_type, digest=desc.digest)
 
+    def only_manifest(self) -> Digest:
+        """The digest of the layout's single image (for ``oci-layout:PATH`` with no tag or digest)."""
+        images = [e for e in self._index_entries() if e.artifact_type is None]
+        if len(images) != 1:
+            tags = ", ".join(self.list_tags()) or "none"
+            raise UsageError(f"{self.location} holds {len(images)} images: name one with :TAG or @DIGEST "
+                             f"(tags: {tags})")
+        return images[0].digest
+
     def has_manifest(self, ref: str | Digest) -> bool:
         if isinstance(ref, Digest):
             return self.blob_path(ref).is_file()

@@ -132,6 +132,8 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        if is_loopback(host):
+            self.session.trust_env = False  # never send loopback traffic through an environment proxy
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.options.pool_size)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)

@@ -1,0 +1,110 @@
+"""``imgseal verify-bundle``: the Sigstore client conformance verification command.
+
+Protocol (sigstore/sigstore-conformance ``docs/cli_protocol.md``)::
+
+    verify-bundle [--staging] --bundle F
+        (--certificate-identity I --certificate-oidc-issuer U | --key PEM)
+        [--trusted-root F] FILE_OR_sha256:DIGEST
+
+Exit 0 when the bundle verifies; 1 when it does not; 2 for unusable input (malformed
+bundle, missing file, bad options); a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgseal.cli._common import OutputFormat, emit_json, guarded, out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify-bundle")
+    def verify_bundle_cmd(
+        artifact: Annotated[str, typer.Argument(metavar="FILE_OR_sha256:DIGEST",
+                                                help="The signed file, or its digest as sha256:<hex>.")],
+        bundle: Annotated[Path, typer.Option("--bundle", help="Sigstore bundle (JSON) to verify.")],
+        identity: Annotated[str | None, typer.Option("--certificate-identity",
+                                                     help="Expected signer identity.")] = None,
+        identity_regexp: Annotated[str | None, typer.Option("--certificate-identity-regexp",
+                                                            help="Regexp the identity must fully match.")] = None,
+        issuer: Annotated[str | None, typer.Option("--certificate-oidc-issuer", help="Expected OIDC issuer.")] = None,
+        issuer_regexp: Annotated[str | None, typer.Option("--certificate-oidc-issuer-regexp",
+                                                          help="Regexp the OIDC issuer must fully match.")] = None,
+        key: Annotated[Path | None, typer.Option("--key", help="PEM public key (self-managed key bundles).")] = None,
+        trusted_root: Annotated[Path | None, typer.Option("--trusted-root",
+                                                          help="Sigstore trusted root JSON.")] = None,
+        staging: Annotated[bool, typer.Option("--staging", help="Use the embedded Sigstore staging root.")] = False,
+        output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")] = OutputFormat.text,
+    ) -> None:
+        """Verify a Sigstore bundle for a file or digest, offline (Sigstore conformance protocol)."""
+
+        def run() -> None:
+            result = _run(artifact, bundle, identity, identity_regexp, issuer, issuer_regexp, key,
+                          trusted_root, staging)
+            if output is OutputFormat.json:
+                emit_json(result)
+            else:
+                out(f"verified: {result['signer']}")
+
+        guarded(run, output)
+
+
+def _read(path: Path, what: str) -> bytes:
+    from imgseal.errors import InvalidInputError
+
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InvalidInputError(f"cannot read {what} {path}: {e.strerror or e}") from e
+
+
+def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str | None, issuer: str | None,
+         issuer_regexp: str | None, key: Path | None, trusted_root: Path | None,
+         staging: bool) -> dict[str, object]:
+    from imgseal.digest import Digest
+    from imgseal.errors import UsageError, VerificationError
+    from verifier.sigstore_bundle import (
+        KeylessPolicy,
+        KeyPolicy,
+        load_public_key_pem,
+        statement_subject_matches,
+        verify_bundle,
+    )
+
+    keyless = any(v is not None for v in (identity, identity_regexp, issuer, issuer_regexp))
+    if key is not None and keyless:
+        raise UsageError("give either --key or --certificate-identity/--certificate-oidc-issuer, not both")
+    if trusted_root is not None and staging:
+        raise UsageError("give either --trusted-root or --staging, not both")
+    policy: KeylessPolicy | KeyPolicy
+    if key is not None:
+        policy = KeyPolicy((load_public_key_pem(_read(key, "public key")),))
+    elif keyless:
+        policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
+                               issuer_regexp=issuer_regexp)
+    else:
+        raise UsageError("give --key, or --certificate-identity and --certificate-oidc-issuer")
+
+    data: bytes | None = None
+    if artifact.startswith(("sha256:", "sha512:")):
+        digest = Digest.parse(artifact)
+    else:
+        data = _read(Path(artifact), "artifact")
+        digest = Digest.of(data)
+    result = verify_bundle(_read(bundle, "bundle"), policy=policy, artifact=data,
+                           artifact_digest=digest, trusted_root=trusted_root, staging=staging)
+    if result.kind == "dsse":
+        # verify_bundle leaves the statement subject to its caller: here the subject is the file.
+        if result.payload is None or not statement_subject_matches(result.payload, digest):
+            raise VerificationError(f"the attestation's subjects do not include {digest}", reason="subject")
+    return {
+        "ok": True,
+        "kind": result.kind,
+        "signer": result.signer,
+        "payloadType": result.payload_type,
+        "signingTime": result.signing_time.isoformat() if result.signing_time else None,
+        "tlogEntries": result.tlog_entries,
+    }
