@@ -70,3 +70,8 @@ def cli(tmp_path: Path) -> object:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+from tests.integration.sigstore_rig import make_rig_fixture  # noqa: E402 - fixtures grouped by service
+
+sigstore_rig = make_rig_fixture()  # session-scoped; skips only if tests/sigstore_rig/node_modules is absent

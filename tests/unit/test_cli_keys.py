@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import stat
 import subprocess
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 
 import keys
 from imgseal.cli import _password, keys_cmd
+from keys.pem import pem_decode
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "keys"
 WRONG_LINE = "imgseal: error: wrong password or corrupted key file\n"
@@ -37,11 +40,19 @@ def _app() -> typer.Typer:
 APP = _app()
 
 
+# Tests that check the files the CLI writes at cosign's default scrypt strength (N=2**16); the others
+# run with N=2**15 to keep the suite fast (KDF strength is tested in test_keys.py).
+DEFAULT_KDF_TESTS = frozenset({"test_generate_default"})
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[None]:
     for name in ("IMGSEAL_PASSWORD", "COSIGN_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    if request.node.name not in DEFAULT_KDF_TESTS:
+        monkeypatch.setattr(keys, "encrypt_private_key",
+                            functools.partial(keys.encrypt_private_key, scrypt_n=32768))
     yield
 
 
@@ -70,6 +81,8 @@ def test_generate_default(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "cosign.key").stat().st_mode) == 0o600
     key = keys.decrypt_private_key(private_pem, b"pw")
     assert keys.key_type_name(key) == "ecdsa-p256"
+    block = pem_decode(private_pem)
+    assert block is not None and json.loads(block[1])["kdf"]["params"] == {"N": 65536, "r": 8, "p": 1}
     assert (tmp_path / "cosign.pub").read_bytes() == keys.public_pem(key)
 
 
@@ -78,8 +91,6 @@ def test_generate_type_prefix_and_json(tmp_path: Path) -> None:
     code, stdout, _ = run("keys", "generate", "--type", "ed25519", "--output-prefix", "out/release",
                           "-o", "json", env={"COSIGN_PASSWORD": ""})
     assert code == 0
-    import json
-
     result = json.loads(stdout)
     key = keys.decrypt_private_key((tmp_path / "out/release.key").read_bytes(), b"")
     assert result == {"ok": True, "private_key": "out/release.key", "public_key": "out/release.pub",
@@ -174,8 +185,6 @@ def test_public_from_env_ref_and_real_cosign_file(monkeypatch: pytest.MonkeyPatc
     code, stdout, _ = run("keys", "public", "env://MY_SIGNING_KEY", "-o", "json",
                           env={"COSIGN_PASSWORD": "hello"})
     assert code == 0
-    import json
-
     result = json.loads(stdout)
     expected = keys.decrypt_private_key(pem, b"hello")
     assert result["public_key"].encode() == keys.public_pem(expected)

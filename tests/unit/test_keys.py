@@ -107,8 +107,9 @@ def test_round_trip_every_type(kind: str) -> None:
     assert keys.verify(public, b"payload", signature)
     assert not keys.verify(public, b"payload.", signature)
     assert not keys.verify(keys.public_key_of(cached_key(kind)), b"payload", signature)
-    with pytest.raises(KeyMaterialError, match=WRONG):
-        keys.decrypt_private_key(pem, b"s3cre")
+    if kind == keys.DEFAULT_KEY_TYPE:  # the MAC check does not depend on the key type
+        with pytest.raises(KeyMaterialError, match=WRONG):
+            keys.decrypt_private_key(pem, b"s3cre")
 
 
 def test_empty_password_round_trip(p256: keys.PrivateKey) -> None:

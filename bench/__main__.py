@@ -1,0 +1,87 @@
+"""``make bench``: imgseal against peers, same machine, same run.
+
+1. ``imgseal digest --deep`` over an OCI layout holding a large random layer vs
+   ``sha256sum`` on the same blob file (throughput ratio; target >= 0.9).
+2. ``imgseal digest --deep`` of the same image from a loopback docker-registry vs
+   ``skopeo copy docker://… dir:…`` (wall-time ratio; target <= 1.0).
+3. ``imgseal verify --key`` whole-process wall time (median of 20) and
+   ``python -c "import imgseal.cli.main"`` import time.
+
+``IMGSEAL_BENCH_MIB`` sets the layer size (default 1024).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imgseal.digest import Digest
+from imgseal.manifest import OCI_CONFIG, Descriptor, build_manifest
+from imgseal.store.layout import LayoutStore
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def make_layout(root: Path, mib: int) -> tuple[LayoutStore, Path, Digest]:
+    store = LayoutStore(root / "layout", create=True)
+    blob = root / "layer.bin"
+    with blob.open("wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    with blob.open("rb") as f:
+        digest, size = Digest.of_stream(f)
+    store.put_blob_file(blob, digest, size)
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    config_desc = Descriptor(OCI_CONFIG, store.put_blob(config), len(config))
+    layer = Descriptor("application/vnd.oci.image.layer.v1.tar", digest, size)
+    raw = build_manifest(config=config_desc, layers=[layer])
+    store.put_manifest(raw, "application/vnd.oci.image.manifest.v1+json", tag="big")
+    return store, store.blob_path(digest), digest
+
+
+def main() -> None:
+    mib = int(os.environ.get("IMGSEAL_BENCH_MIB", "1024"))
+    imgseal = [sys.executable, "-m", "imgseal"]
+    with tempfile.TemporaryDirectory(prefix="imgseal-bench-") as tmp:
+        root = Path(tmp)
+        store, blob, _ = make_layout(root, mib)
+        ref = f"oci-layout:{store.root}:big"
+        subprocess.run(["cat", str(blob)], check=True, stdout=subprocess.DEVNULL)  # warm the page cache
+        ours = min(timed([*imgseal, "digest", ref, "--deep"]) for _ in range(3))
+        peer = min(timed(["sha256sum", str(blob)]) for _ in range(3))
+        print(f"digest --deep (layout, {mib} MiB): imgseal {ours:.2f}s, sha256sum {peer:.2f}s, "
+              f"throughput ratio {peer / ours:.2f} (target >= 0.9)")
+        if shutil.which("docker-registry") and shutil.which("skopeo"):
+            from imgseal.image import copy_manifest
+            from imgseal.reference import parse_reference
+            from imgseal.store import StoreFactory
+            from tests.integration.registry_rig import start_registry
+
+            with start_registry(root / "registry") as reg:
+                dst = StoreFactory().open(parse_reference(f"{reg.host}/bench/big:big"))
+                copy_manifest(store, dst, store.get_manifest("big"), tag="big")
+                ours = min(timed([*imgseal, "digest", f"{reg.host}/bench/big:big", "--deep"]) for _ in range(3))
+                runs = []
+                for i in range(3):
+                    runs.append(timed(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg.host}/bench/big:big",
+                                       f"dir:{root}/skopeo{i}"]))
+                    shutil.rmtree(root / f"skopeo{i}")
+                peer = min(runs)
+                print(f"digest --deep (registry): imgseal {ours:.2f}s, skopeo copy {peer:.2f}s, "
+                      f"wall-time ratio {ours / peer:.2f} (target <= 1.0)")
+        imports = statistics.median(timed([sys.executable, "-c", "import imgseal.cli.main"]) for _ in range(10))
+        print(f"import imgseal.cli.main: median {imports:.3f}s (target < 0.15)")
+
+
+if __name__ == "__main__":
+    main()

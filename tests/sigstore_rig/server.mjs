@@ -1,0 +1,556 @@
+// Offline keyless Sigstore rig: Sigstore's own mock services (npm @sigstore/mock)
+// served over plain HTTP on loopback, shaped so that sigstore-python 4.x can sign
+// against them and both sigstore-python and sigstore-js can verify the result.
+//
+//   node server.mjs --trust-config DIR/trust_config.json [--port 0] [--no-tsa]
+//                   [--fulcio-clock-offset S] [--rekor-clock-offset S] [--tsa-clock-offset S]
+//
+// When ready it writes the ClientTrustConfig to --trust-config, the bare trusted root
+// (trusted_root.json) and signing config (signing_config.json) beside it, and prints
+// ONE JSON line on stdout: {"url", "trust_config", "trusted_root", "signing_config", "tsa"}.
+//
+// Services (all on one origin, because sigstore-python joins absolute paths onto the
+// Fulcio URL and appends /api/v1 to the Rekor URL, so path prefixes cannot separate them):
+//   POST /api/v2/signingCert   Fulcio (mock CA; SCTs from the mock CT log embedded)
+//   POST /api/v1/log/entries   Rekor v1 (mock tlog; entries canonicalised here, see below)
+//   POST /api/v1/timestamp     RFC 3161 TSA (DER TimeStampReq in, DER TimeStampResp out)
+//   GET  /healthz
+//
+// Clock offsets (seconds, may be negative) shift what each mock believes "now" is. They
+// exist to build failure scenarios: e.g. --rekor-clock-offset 1200 makes the log's
+// integratedTime fall after the 10-minute Fulcio certificate expired ("expired at time
+// of signing"); --fulcio-clock-offset -1200 issues certificates that are already expired.
+import { createHash, createPublicKey, generateKeyPairSync, verify as nodeVerify, X509Certificate } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+
+import { createRequire } from 'node:module';
+
+// Load the CommonJS builds, the same module instances @sigstore/mock uses: the ESM
+// builds of @peculiar/webcrypto, pkijs and asn1js define their own classes, and their
+// instanceof checks reject keys and ASN.1 objects made by the other copy.
+const require = createRequire(import.meta.url);
+// @peculiar/x509 resolves its dependencies through tsyringe, which needs the Reflect
+// metadata polyfill loaded first.
+require('reflect-metadata');
+const { Crypto } = require('@peculiar/webcrypto');
+const x509 = require('@peculiar/x509');
+const mock = require('@sigstore/mock');
+const asn1js = require('asn1js');
+const pkijs = require('pkijs');
+
+const MAX_BODY = 4 << 20;
+// Trust material is declared valid from well before any test runs, so backdated
+// scenarios are judged by the certificates' own validity, not by the trust root window.
+const TRUST_START = '2020-01-01T00:00:00Z';
+const OPERATOR = 'imgseal-sigstore-rig';
+
+function parseArgs(argv) {
+  const opts = {
+    host: '127.0.0.1',
+    port: 0,
+    trustConfig: null,
+    tsa: true,
+    fulcioOffset: 0,
+    rekorOffset: 0,
+    tsaOffset: 0,
+  };
+  const number = (flag, value) => {
+    const n = Number(value);
+    if (value === undefined || !Number.isFinite(n)) {
+      usage(`${flag} needs a number of seconds, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    switch (flag) {
+      case '--trust-config':
+        opts.trustConfig = argv[++i];
+        break;
+      case '--host':
+        opts.host = argv[++i];
+        break;
+      case '--port':
+        opts.port = number(flag, argv[++i]);
+        break;
+      case '--no-tsa':
+        opts.tsa = false;
+        break;
+      case '--fulcio-clock-offset':
+        opts.fulcioOffset = number(flag, argv[++i]);
+        break;
+      case '--rekor-clock-offset':
+        opts.rekorOffset = number(flag, argv[++i]);
+        break;
+      case '--tsa-clock-offset':
+        opts.tsaOffset = number(flag, argv[++i]);
+        break;
+      default:
+        usage(`unknown argument ${JSON.stringify(flag)}`);
+    }
+  }
+  if (!opts.trustConfig) usage('--trust-config PATH is required');
+  if (opts.host !== '127.0.0.1' && opts.host !== '::1' && opts.host !== 'localhost') {
+    usage('the rig only listens on loopback');
+  }
+  return opts;
+}
+
+function usage(message) {
+  process.stderr.write(`server.mjs: ${message}\n`);
+  process.exit(2);
+}
+
+const newKeyPair = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+const spkiDer = (keyObject) => keyObject.export({ format: 'der', type: 'spki' });
+const sha256 = (data) => createHash('sha256').update(data).digest();
+const b64 = (buf) => Buffer.from(buf).toString('base64');
+const clockWithOffset = (seconds) => () => new Date(Date.now() + seconds * 1000);
+
+// Go's encoding/pem layout (64-column body, trailing newline), which is what Rekor's
+// x509.PublicKey.CanonicalValue() emits for a certificate (cryptoutils.MarshalCertificateToPEM).
+function certificatePem(der) {
+  const body = b64(der).match(/.{1,64}/g).join('\n');
+  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+}
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Fulcio
+// ---------------------------------------------------------------------------------
+
+// The mock CA's self-signed root starts "now" at start-up; a certificate issued with a
+// backdated clock would then predate its own issuer and fail for the wrong reason. Swap
+// in a root with the same name and key whose validity began a day ago.
+async function backdatedRoot(ca) {
+  const crypto = new Crypto();
+  const day = 24 * 60 * 60 * 1000;
+  const keys = ca.keyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: '01',
+      name: 'CN=sigstore,O=sigstore.mock',
+      notBefore: new Date(Date.now() - day),
+      notAfter: new Date(Date.now() + 365 * day),
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.keyCertSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+        await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  return cert;
+}
+
+function decodeJwtClaims(token) {
+  const parts = token.split('.');
+  if (parts.length !== 3) throw new HttpError(401, 'identity token is not a JWT');
+  try {
+    return JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  } catch {
+    throw new HttpError(401, 'identity token payload is not JSON');
+  }
+}
+
+// sigstore-python's Fulcio client (sigstore/_internal/fulcio/client.py) sends the token
+// as "Authorization: Bearer" and the CSR as base64(PEM); the mock handler reads
+// credentials.oidcIdentityToken from the body and wants the CSR as PEM. Real Fulcio
+// accepts both shapes, so the rig does too.
+function fulcioRequest(headers, body) {
+  let json;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'request body is not JSON');
+  }
+  const auth = headers.authorization || '';
+  const bearer = auth.startsWith('Bearer ') ? auth.slice('Bearer '.length).trim() : null;
+  const token = json?.credentials?.oidcIdentityToken || bearer;
+  if (!token) throw new HttpError(401, 'no OIDC identity token (Authorization: Bearer or credentials)');
+  const claims = decodeJwtClaims(token);
+  const now = Date.now() / 1000;
+  // Fulcio rejects expired tokens (and tokens for another audience); so does the rig.
+  if (typeof claims.exp !== 'number' || claims.exp < now) throw new HttpError(401, 'identity token expired');
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!aud.includes('sigstore')) throw new HttpError(401, 'identity token audience is not "sigstore"');
+  if (typeof claims.iss !== 'string' || !claims.iss) throw new HttpError(401, 'identity token has no issuer');
+
+  let csr = json.certificateSigningRequest;
+  if (typeof csr === 'string' && !csr.includes('-----BEGIN')) {
+    csr = Buffer.from(csr, 'base64').toString('utf8');
+  }
+  const request = { credentials: { oidcIdentityToken: token } };
+  if (json.publicKeyRequest) request.publicKeyRequest = json.publicKeyRequest;
+  else if (csr) request.certificateSigningRequest = csr;
+  else throw new HttpError(400, 'neither certificateSigningRequest nor publicKeyRequest');
+  // Email-style identities (Fulcio's "email" claim) name the signer by email; workload
+  // identities by "sub". The mock takes one claim name per handler instance.
+  const claim = typeof claims.email === 'string' && claims.email ? 'email' : 'sub';
+  return { claim, body: Buffer.from(JSON.stringify(request)) };
+}
+
+// ---------------------------------------------------------------------------------
+// Rekor v1
+// ---------------------------------------------------------------------------------
+
+function pae(payloadType, payload) {
+  const type = Buffer.from(payloadType, 'utf8');
+  return Buffer.concat([
+    Buffer.from(`DSSEv1 ${type.length} `),
+    type,
+    Buffer.from(` ${payload.length} `),
+    payload,
+  ]);
+}
+
+function decodeB64(value, what) {
+  if (typeof value !== 'string') throw new HttpError(400, `${what} is not a string`);
+  // DSSE allows standard and URL-safe base64 (secure-systems-lab/dsse envelope.md).
+  const normalised = value.replace(/-/g, '+').replace(/_/g, '/');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(normalised)) throw new HttpError(400, `${what} is not base64`);
+  return Buffer.from(normalised, 'base64');
+}
+
+function loadVerifier(b64Pem, what) {
+  const pem = decodeB64(b64Pem, what).toString('utf8');
+  try {
+    if (pem.includes('CERTIFICATE')) {
+      const cert = new X509Certificate(pem);
+      return { key: cert.publicKey, canonical: certificatePem(cert.raw) };
+    }
+    const key = createPublicKey(pem);
+    return { key, canonical: key.export({ format: 'pem', type: 'spki' }).toString() };
+  } catch (e) {
+    throw new HttpError(400, `${what}: cannot parse key or certificate: ${e.message}`);
+  }
+}
+
+// What real Rekor stores for a proposed dsse/v0.0.1 entry
+// (sigstore/rekor pkg/types/dsse/v0.0.1/entry.go, Unmarshal + Canonicalize):
+//   payloadHash  = sha256(base64-decoded envelope payload)
+//   envelopeHash = sha256(the envelope string exactly as submitted)
+//   signatures   = [{signature: sig as in the envelope, verifier: base64(canonical PEM)}],
+//                  every signature verified by one of the proposed verifiers, sorted by signature.
+// The proposedContent itself is not persisted. The mock echoes the proposal instead,
+// which is why sigstore-python's verify_dsse rejected its entries.
+function canonicalDsse(spec) {
+  const proposed = spec?.proposedContent;
+  if (!proposed || typeof proposed.envelope !== 'string') {
+    throw new HttpError(400, 'dsse: spec.proposedContent.envelope is required');
+  }
+  if (spec.payloadHash || spec.envelopeHash || spec.signatures) {
+    throw new HttpError(400, 'dsse: server-computed fields must not be proposed');
+  }
+  let env;
+  try {
+    env = JSON.parse(proposed.envelope);
+  } catch {
+    throw new HttpError(400, 'dsse: envelope is not JSON');
+  }
+  if (typeof env.payloadType !== 'string' || !Array.isArray(env.signatures) || env.signatures.length === 0) {
+    throw new HttpError(400, 'dsse: envelope needs payloadType and at least one signature');
+  }
+  const payload = decodeB64(env.payload, 'dsse: payload');
+  const message = pae(env.payloadType, payload);
+  const verifiers = (proposed.verifiers || []).map((v, i) => loadVerifier(v, `dsse: verifiers[${i}]`));
+  if (verifiers.length === 0) throw new HttpError(400, 'dsse: no verifiers proposed');
+  const bySig = new Map();
+  for (const sig of env.signatures) {
+    const raw = decodeB64(sig.sig, 'dsse: signature');
+    const match = verifiers.find((v) => nodeVerify('sha256', message, v.key, raw));
+    if (!match) throw new HttpError(400, 'dsse: all signatures must have a key that verifies it');
+    bySig.set(sig.sig, match);
+  }
+  const signatures = [...bySig.keys()].sort().map((sig) => ({
+    signature: sig,
+    verifier: b64(Buffer.from(bySig.get(sig).canonical)),
+  }));
+  return {
+    apiVersion: '0.0.1',
+    kind: 'dsse',
+    spec: {
+      envelopeHash: { algorithm: 'sha256', value: sha256(Buffer.from(proposed.envelope, 'utf8')).toString('hex') },
+      payloadHash: { algorithm: 'sha256', value: sha256(payload).toString('hex') },
+      signatures,
+    },
+  };
+}
+
+// hashedrekord/v0.0.1 is stored with only data.hash, signature.content and
+// signature.publicKey.content (rekor pkg/types/hashedrekord/v0.0.1/entry.go Canonicalize).
+// The signature over a prehashed digest is not re-verified here (Node's crypto has no
+// prehashed ECDSA verify); the verifiers under test check it themselves.
+function canonicalHashedRekord(spec) {
+  const hash = spec?.data?.hash;
+  const content = spec?.signature?.content;
+  const pub = spec?.signature?.publicKey?.content;
+  if (!hash || !['sha256', 'sha384', 'sha512'].includes(hash.algorithm) || !/^[0-9a-f]+$/.test(hash.value || '')) {
+    throw new HttpError(400, 'hashedrekord: spec.data.hash {algorithm, value} is required');
+  }
+  if (typeof content !== 'string' || decodeB64(content, 'hashedrekord: signature').length === 0) {
+    throw new HttpError(400, 'hashedrekord: spec.signature.content is required');
+  }
+  const verifier = loadVerifier(pub, 'hashedrekord: publicKey');
+  return {
+    apiVersion: '0.0.1',
+    kind: 'hashedrekord',
+    spec: {
+      data: { hash: { algorithm: hash.algorithm, value: hash.value } },
+      signature: { content, publicKey: { content: b64(Buffer.from(verifier.canonical)) } },
+    },
+  };
+}
+
+function rekorRequest(body) {
+  let entry;
+  try {
+    entry = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'proposed entry is not JSON');
+  }
+  if (entry?.apiVersion !== '0.0.1') throw new HttpError(400, `unsupported apiVersion ${entry?.apiVersion}`);
+  let canonical;
+  if (entry.kind === 'dsse') canonical = canonicalDsse(entry.spec);
+  else if (entry.kind === 'hashedrekord') canonical = canonicalHashedRekord(entry.spec);
+  else throw new HttpError(400, `unsupported entry kind ${entry?.kind}`);
+  return Buffer.from(JSON.stringify(canonical));
+}
+
+// ---------------------------------------------------------------------------------
+// RFC 3161 TSA
+// ---------------------------------------------------------------------------------
+
+// The mock TSA handler takes JSON; sigstore-python's TSA client posts a DER
+// TimeStampReq (RFC 3161 §2.4.1). Parse it here and hand the mock's signer the fields.
+// The nonce is echoed byte-for-byte: clients send 64-bit random nonces, which do not fit
+// the JavaScript number the mock expects, so the mock's TSTInfo gets the original INTEGER.
+function tsaRequest(body) {
+  let req;
+  try {
+    const asn1 = asn1js.fromBER(new Uint8Array(body).buffer);
+    if (asn1.offset === -1) throw new Error(asn1.result.error);
+    req = new pkijs.TimeStampReq({ schema: asn1.result });
+  } catch (e) {
+    throw new HttpError(400, `not a DER TimeStampReq: ${e.message}`);
+  }
+  if (req.version !== 1) throw new HttpError(400, `unsupported TimeStampReq version ${req.version}`);
+  const imprint = req.messageImprint;
+  return {
+    artifactHash: Buffer.from(imprint.hashedMessage.valueBlock.valueHexView),
+    hashAlgorithmOID: imprint.hashAlgorithm.algorithmId,
+    nonce: 0,
+    nonceDer: req.nonce ? Buffer.from(req.nonce.valueBlock.valueHexView) : null,
+    policyOID: req.reqPolicy || '1.3.6.1.4.1.57264.2',
+    certReq: req.certReq ?? false,
+  };
+}
+
+function patchTsaNonce(tsa) {
+  const original = tsa.tstInfo.bind(tsa);
+  tsa.tstInfo = (req) => {
+    const info = original(req);
+    if (req.nonceDer) info.nonce = new asn1js.Integer({ valueHex: req.nonceDer });
+    else delete info.nonce;
+    return info;
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        reject(new HttpError(413, 'request body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function send(res, status, body, contentType) {
+  const data = Buffer.isBuffer(body) ? body : Buffer.from(String(body));
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': data.length });
+  res.end(data);
+}
+
+function sendError(res, status, message) {
+  send(res, status, JSON.stringify({ code: status, message }), 'application/json');
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+
+  const server = http.createServer();
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, resolve);
+  });
+  const { port } = server.address();
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const url = `http://${host}:${port}`;
+
+  const ctKeys = newKeyPair();
+  const caKeys = newKeyPair();
+  const tlogKeys = newKeyPair();
+  const tsaKeys = newKeyPair();
+
+  const ctlog = await mock.initializeCTLog(ctKeys);
+  ctlog.getCurrentTime = clockWithOffset(opts.fulcioOffset);
+  const ca = await mock.initializeCA(caKeys, ctlog);
+  ca.getCurrentTime = clockWithOffset(opts.fulcioOffset);
+  ca.root = await backdatedRoot(ca);
+  // The checkpoint origin names the log by host:port, as real Rekor names itself.
+  const tlog = await mock.initializeTLog(url, tlogKeys);
+  tlog.getCurrentTime = () => Date.now() + opts.rekorOffset * 1000;
+  let tsa = null;
+  if (opts.tsa) {
+    tsa = await mock.initializeTSA(tsaKeys);
+    // Whole seconds only (the mock's accuracy is 1 s anyway). pkijs writes genTime
+    // fractions DER-style, without trailing zeros ("...00.5Z"), and @sigstore/core's
+    // time parser accepts only exactly three digits, so one stamp in ten would fail
+    // sigstore-js verification with "invalid time".
+    const tsaClock = clockWithOffset(opts.tsaOffset);
+    tsa.getCurrentTime = () => new Date(Math.floor(tsaClock().getTime() / 1000) * 1000);
+    patchTsaNonce(tsa);
+  }
+
+  const fulcio = {
+    sub: mock.fulcioHandler(ca, { subjectClaim: 'sub' }),
+    email: mock.fulcioHandler(ca, { subjectClaim: 'email' }),
+  };
+  const rekor = mock.rekorHandler(tlog);
+  const timestamp = tsa ? mock.tsaHandler(tsa) : null;
+
+  const routes = {
+    [fulcio.sub.path]: async (req, body) => {
+      const { claim, body: adapted } = fulcioRequest(req.headers, body);
+      return fulcio[claim].fn(adapted);
+    },
+    [rekor.path]: async (_req, body) => rekor.fn(rekorRequest(body)),
+  };
+  if (timestamp) {
+    // Call the mock's signer directly: its handler only parses JSON requests.
+    routes[timestamp.path] = async (_req, body) => ({
+      statusCode: 201,
+      response: await tsa.timestamp(tsaRequest(body)),
+      contentType: 'application/timestamp-reply',
+    });
+  }
+
+  server.on('request', async (req, res) => {
+    try {
+      const pathname = new URL(req.url, url).pathname;
+      if (req.method === 'GET' && pathname === '/healthz') return send(res, 200, 'ok', 'text/plain');
+      const route = routes[pathname];
+      if (!route) return sendError(res, 404, `no route for ${req.method} ${pathname}`);
+      if (req.method !== 'POST') return sendError(res, 405, `${pathname} takes POST`);
+      const body = await readBody(req);
+      const out = await route(req, body);
+      if (out.statusCode >= 400) return sendError(res, out.statusCode, String(out.response));
+      send(res, out.statusCode, out.response, out.contentType || 'application/json');
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 500;
+      if (status === 500) process.stderr.write(`server.mjs: ${e.stack || e}\n`);
+      if (!res.headersSent) sendError(res, status, e.message);
+    }
+  });
+
+  // Trust material, in the protobuf-specs JSON forms sigstore-python and sigstore-js load.
+  const validFor = { start: TRUST_START };
+  const tlogInstance = (keys, baseUrl) => ({
+    baseUrl,
+    hashAlgorithm: 'SHA2_256',
+    publicKey: { rawBytes: b64(spkiDer(keys.publicKey)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor },
+    logId: { keyId: b64(sha256(spkiDer(keys.publicKey))) },
+  });
+  const trustedRoot = {
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [tlogInstance(tlogKeys, url)],
+    certificateAuthorities: [
+      {
+        subject: { organization: 'sigstore.mock', commonName: 'sigstore' },
+        uri: url,
+        certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] },
+        validFor,
+      },
+    ],
+    ctlogs: [tlogInstance(ctKeys, url)],
+    timestampAuthorities: tsa
+      ? [
+          {
+            subject: { organization: 'sigstore.mock', commonName: 'tsa' },
+            uri: `${url}${timestamp.path}`,
+            // Leaf (the TSA signing certificate) first, root last: sigstore-python's
+            // Verifier._verify_signed_timestamp takes certificates[0] and [-1] that way.
+            certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] },
+            validFor,
+          },
+        ]
+      : [],
+  };
+  const service = (serviceUrl) => ({ url: serviceUrl, majorApiVersion: 1, validFor, operator: OPERATOR });
+  const signingConfig = {
+    mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
+    caUrls: [service(url)],
+    oidcUrls: [],
+    rekorTlogUrls: [service(url)],
+    rekorTlogConfig: { selector: 'ANY' },
+    tsaUrls: tsa ? [service(`${url}${timestamp.path}`)] : [],
+    tsaConfig: { selector: 'ANY' },
+  };
+  const trustConfig = {
+    mediaType: 'application/vnd.dev.sigstore.clienttrustconfig.v0.1+json',
+    trustedRoot,
+    signingConfig,
+  };
+
+  const trustConfigPath = path.resolve(opts.trustConfig);
+  const dir = path.dirname(trustConfigPath);
+  mkdirSync(dir, { recursive: true });
+  const trustedRootPath = path.join(dir, 'trusted_root.json');
+  const signingConfigPath = path.join(dir, 'signing_config.json');
+  writeFileSync(trustedRootPath, JSON.stringify(trustedRoot, null, 2) + '\n');
+  writeFileSync(signingConfigPath, JSON.stringify(signingConfig, null, 2) + '\n');
+  writeFileSync(trustConfigPath, JSON.stringify(trustConfig, null, 2) + '\n');
+
+  const stop = () => server.close(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
+  process.stdout.write(
+    JSON.stringify({
+      url,
+      trust_config: trustConfigPath,
+      trusted_root: trustedRootPath,
+      signing_config: signingConfigPath,
+      tsa: Boolean(tsa),
+    }) + '\n',
+  );
+}
+
+main().catch((e) => {
+  process.stderr.write(`server.mjs: ${e.stack || e}\n`);
+  process.exit(1);
+});
