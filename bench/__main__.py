@@ -79,6 +79,9 @@ def main() -> None:
                 peer = min(runs)
                 print(f"digest --deep (registry): imgseal {ours:.2f}s, skopeo copy {peer:.2f}s, "
                       f"wall-time ratio {ours / peer:.2f} (target <= 1.0)")
+        from bench import naive_race
+
+        naive_race.main()
         imports = statistics.median(timed([sys.executable, "-c", "import imgseal.cli.main"]) for _ in range(10))
         print(f"import imgseal.cli.main: median {imports:.3f}s (target < 0.15)")
 
