@@ -37,9 +37,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from imgseal import __version__
+from imgseal import __version__, attach
 from imgseal.digest import Digest
 from imgseal.errors import Error, InvalidInputError, KeyMaterialError, UsageError
+from imgseal.manifest import Descriptor
+from imgseal.store.base import Store
 
 PAYLOAD_MEDIA_TYPE: Final = "application/vnd.cncf.notary.payload.v1+json"
 ENVELOPE_MEDIA_TYPE: Final = "application/jose+json"
@@ -442,3 +444,26 @@ def parse_duration(text: str) -> timedelta:
             reason="invalid-duration",
         )
     return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+def sign_image_notation(
+    store: Store,
+    subject: Descriptor,
+    signer: NotationSigner,
+    *,
+    expiry: timedelta | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> Descriptor:
+    """Sign ``subject`` as notation does and attach the JWS envelope as an OCI referrer.
+
+    The referrer has ``artifactType: application/vnd.cncf.notary.signature``, an empty config,
+    one ``application/jose+json`` layer holding the envelope, and the chain thumbprint annotation.
+    """
+    descriptor: dict[str, Any] = {"mediaType": subject.media_type, "digest": str(subject.digest),
+                                  "size": subject.size}
+    if annotations:
+        descriptor["annotations"] = dict(annotations)
+    envelope = sign_descriptor(signer, descriptor, expiry=expiry)
+    return attach.attach(store, subject, artifact_type=ARTIFACT_TYPE,
+                         layers=[attach.Layer(envelope, ENVELOPE_MEDIA_TYPE)],
+                         annotations=signature_manifest_annotations(envelope))
