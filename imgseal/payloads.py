@@ -118,8 +118,11 @@ class BundleSummary:
     raw: bytes
 
 
-def summarise_bundle(raw: bytes) -> BundleSummary:
-    data = load_json(raw, what="Sigstore bundle", max_bytes=MAX_BUNDLE_BYTES)
+def summarise_bundle(raw: bytes, *, max_bytes: int = MAX_BUNDLE_BYTES) -> BundleSummary:
+    """Parse a bundle just enough to route it. ``max_bytes`` bounds the JSON: 16 MiB suits
+    signatures; attestation bundles carry whole predicates (SBOMs of tens of MB) and pass a
+    larger bound (verifier.attestation)."""
+    data = load_json(raw, what="Sigstore bundle", max_bytes=max_bytes)
     if not isinstance(data, dict):
         raise InvalidInputError("Sigstore bundle is not a JSON object", reason="bundle-malformed")
     media_type = data.get("mediaType")

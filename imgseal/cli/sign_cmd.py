@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -39,14 +41,26 @@ def sign(
     resolve_tag: Annotated[
         bool, typer.Option("--resolve-tag", help="Accept a tag: resolve it (with a warning) and sign its digest.")
     ] = False,
+    keyless: Annotated[bool, typer.Option("--keyless", help="Sign with a Sigstore identity (Fulcio certificate, "
+                                          "Rekor entry) instead of a key.")] = False,
+    identity_token: Annotated[str | None, typer.Option(
+        "--identity-token", help="Keyless: OIDC identity token, or @FILE holding it (else SIGSTORE_ID_TOKEN, "
+        "ambient CI credentials, or the browser flow in a terminal).")] = None,
+    staging: Annotated[bool, typer.Option("--staging", help="Keyless: use the Sigstore staging instance.")] = False,
+    trust_config: Annotated[Path | None, typer.Option(
+        "--trust-config", dir_okay=False, help="Keyless: Sigstore ClientTrustConfig JSON (trusted root + signing "
+        "config) of a private instance; nothing contacts TUF.")] = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Sign the manifest digest REFERENCE names and attach the signature beside the image.
 
-    The password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
-    Exit codes: 0 signed; 2 bad usage (e.g. a tag without --resolve-tag); 3 registry; 4 key.
+    With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
+    With --keyless the signature is a Sigstore bundle for an OIDC identity (production by
+    default; --staging or --trust-config FILE for other instances).
+    Exit codes: 0 signed; 2 bad usage (e.g. a tag without --resolve-tag, a refused identity
+    token); 3 registry or Sigstore service unreachable; 4 key.
     """
 
     def run() -> None:
@@ -55,8 +69,15 @@ def sign(
 
         if fmt not in ("bundle", "legacy"):
             raise UsageError(f"--format must be bundle or legacy, not {fmt!r}")
-        if key is None:
+        if key is not None and keyless:
+            raise UsageError("give either --key or --keyless, not both", reason="no-signer")
+        if key is None and not keyless:
             raise UsageError("give --key KEY (keyless signing needs --keyless)", reason="no-signer")
+        if not keyless and (identity_token is not None or staging or trust_config is not None):
+            raise UsageError("--identity-token, --staging and --trust-config need --keyless", reason="no-signer")
+        if keyless and fmt != "bundle":
+            raise UsageError("keyless signing writes Sigstore bundles only (--format bundle); cosign's legacy "
+                             ".sig format is supported with --key", reason="format")
         annotations = parse_annotations(annotation)
         ref = parse_ref(reference, default_tag=None)
         if ref.digest is None and not resolve_tag:
@@ -65,18 +86,37 @@ def sign(
                 hint=f"run `imgseal digest {reference}` and sign REPO@sha256:…, or pass --resolve-tag",
                 reason="tag-not-allowed",
             )
-        private_key = load_private_key(key)
         store = store_factory(ca_file, insecure_registry).open(ref)
         from imgseal.content import fetch_manifest
 
-        manifest = fetch_manifest(store, ref.tag or "latest", ref.digest)
-        if ref.digest is None:
-            err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
         results: list[dict[str, Any]] = []
-        for subject in targets(store, manifest, recursive):
-            signed = sign_with_key(store, ref.name, subject, private_key, fmt=fmt, annotations=annotations)
-            results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
-                            "artifact": str(signed.artifact.digest) if signed.artifact else None})
+        if keyless:
+            from signer.keyless import Instance, find_identity_token, keyless_signer, load_trust_config, sign_keyless
+
+            instance = Instance(trust_config=trust_config, staging=staging)
+            # Resolve the image first: a bad reference should not cost a certificate.
+            manifest = fetch_manifest(store, ref.tag or "latest", ref.digest)
+            if ref.digest is None:
+                err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
+            subjects = targets(store, manifest, recursive)
+            tc = load_trust_config(instance)
+            token = find_identity_token(identity_token, tc, interactive=sys.stdin.isatty())
+            with keyless_signer(tc, token) as signer:
+                for subject in subjects:
+                    signed = sign_keyless(store, ref.name, subject, signer, fmt=fmt, annotations=annotations)
+                    results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
+                                    "artifact": str(signed.artifact.digest) if signed.artifact else None,
+                                    "instance": instance.name})
+        else:
+            assert key is not None
+            private_key = load_private_key(key)
+            manifest = fetch_manifest(store, ref.tag or "latest", ref.digest)
+            if ref.digest is None:
+                err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
+            for subject in targets(store, manifest, recursive):
+                signed = sign_with_key(store, ref.name, subject, private_key, fmt=fmt, annotations=annotations)
+                results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
+                                "artifact": str(signed.artifact.digest) if signed.artifact else None})
         if output is OutputFormat.json:
             emit_json({"ok": True, "signed": results})
             return

@@ -1,7 +1,14 @@
-"""``imgseal verify``: the deploy gate for one image — signatures by keys (and identities)."""
+"""``imgseal verify``: the deploy gate for one image — signatures by keys or by Sigstore identities.
+
+Key-based (``--key``) and keyless (``--certificate-identity``/``--certificate-oidc-issuer``…)
+verification are exclusive, as in cosign: one run answers one question ("signed by these keys"
+or "signed by this identity"). Keyless verification is offline: the embedded production root,
+``--staging``, or ``--trusted-root FILE`` (refresh it with ``imgseal trust update``).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -32,14 +39,39 @@ def verify(
     annotation: Annotated[
         list[str] | None, typer.Option("--annotation", "-a", help="key=value the signed payload must carry.")
     ] = None,
+    identity: Annotated[str | None, typer.Option(
+        "--certificate-identity", help="Keyless: the signer identity (certificate SAN) expected.")] = None,
+    identity_regexp: Annotated[str | None, typer.Option(
+        "--certificate-identity-regexp", help="Keyless: a regexp the signer identity must fully match.")] = None,
+    issuer: Annotated[str | None, typer.Option("--certificate-oidc-issuer",
+                                               help="Keyless: the OIDC issuer expected.")] = None,
+    issuer_regexp: Annotated[str | None, typer.Option(
+        "--certificate-oidc-issuer-regexp", help="Keyless: a regexp the OIDC issuer must fully match.")] = None,
+    gh_repository: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-repository", help="Keyless: GitHub repository (owner/repo) claim.")] = None,
+    gh_ref: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-ref", help="Keyless: GitHub ref claim, e.g. refs/heads/main.")] = None,
+    gh_trigger: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-trigger", help="Keyless: GitHub event claim, e.g. push.")] = None,
+    gh_sha: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-sha", help="Keyless: GitHub commit SHA claim.")] = None,
+    trusted_root: Annotated[Path | None, typer.Option(
+        "--trusted-root", dir_okay=False, help="Keyless: Sigstore trusted root JSON (default: embedded production).")]
+    = None,
+    staging: Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
+    = False,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Verify the signatures attached to REFERENCE's digest.
 
-    Passes when signatures by at least --threshold distinct given keys verify and each names
-    this exact digest. Prints a summary on stderr and the verified payloads as JSON on stdout.
+    With --key: passes when signatures by at least --threshold distinct given keys verify and
+    each names this exact digest. Keyless (--certificate-identity[-regexp] and
+    --certificate-oidc-issuer[-regexp]): passes when a Sigstore bundle verifies offline against
+    the trusted root, its certificate matches the identity policy, and its statement names this
+    exact digest; --threshold then counts distinct matching identities. --key and the keyless
+    options are exclusive. Prints a summary on stderr and the verified payloads as JSON on stdout.
     Exit codes: 0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
     """
     state: dict[str, Any] = {}
@@ -50,11 +82,37 @@ def verify(
         from imgseal.content import fetch_manifest
         from verifier.image import judge, verify_key_signatures
 
-        if not key:
-            raise UsageError("give at least one --key PUB", reason="no-verifier")
-        keys = load_public_keys(key)
-        if threshold > len(keys):
-            raise UsageError(f"--threshold {threshold} is more than the {len(keys)} key(s) given")
+        keyless_given = [name for name, value in (
+            ("--certificate-identity", identity), ("--certificate-identity-regexp", identity_regexp),
+            ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
+            ("--certificate-github-workflow-repository", gh_repository),
+            ("--certificate-github-workflow-ref", gh_ref), ("--certificate-github-workflow-trigger", gh_trigger),
+            ("--certificate-github-workflow-sha", gh_sha), ("--trusted-root", trusted_root),
+            ("--staging", staging or None)) if value is not None]
+        bundle_verifier = None
+        keys: dict[str, Any] = {}
+        if key and keyless_given:
+            # cosign makes them exclusive too: one run checks one kind of trust.
+            raise UsageError(f"--key cannot be combined with {keyless_given[0]}: verify keys and identities "
+                             "in separate runs", reason="no-verifier")
+        if keyless_given:
+            from verifier.keyless import keyless_bundle_verifier, load_trust
+            from verifier.sigstore_bundle import KeylessPolicy
+
+            if (identity is None and identity_regexp is None) or (issuer is None and issuer_regexp is None):
+                raise UsageError("keyless verification needs --certificate-identity[-regexp] and "
+                                 "--certificate-oidc-issuer[-regexp]", reason="no-verifier")
+            policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
+                                   issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,
+                                   github_trigger=gh_trigger, github_sha=gh_sha)
+            bundle_verifier = keyless_bundle_verifier(policy, load_trust(trusted_root, staging))
+        elif not key:
+            raise UsageError("give at least one --key PUB, or --certificate-identity and --certificate-oidc-issuer",
+                             reason="no-verifier")
+        else:
+            keys = load_public_keys(key)
+            if threshold > len(keys):
+                raise UsageError(f"--threshold {threshold} is more than the {len(keys)} key(s) given")
         wanted = parse_annotations(annotation)
         ref = parse_ref(reference)
         store = store_factory(ca_file, insecure_registry).open(ref)
@@ -65,7 +123,8 @@ def verify(
         if ref.digest is None:
             err(f"resolved {ref} to {pinned}")
         attachments = attach.discover(store, manifest.digest)
-        outcome = verify_key_signatures(store, manifest.digest, attachments, keys, annotations=wanted)
+        outcome = verify_key_signatures(store, manifest.digest, attachments, keys, annotations=wanted,
+                                        bundle_verifier=bundle_verifier)
         state["rejected"] = [{"artifact": a, "reason": r, "message": m} for a, r, m in outcome.rejected]
         judge(outcome, threshold)
         verified = [
@@ -79,7 +138,13 @@ def verify(
         else:
             emit_json([v["payload"] for v in verified])
         err(f"Verified {pinned}:")
-        err(f"  - signatures by {len(outcome.signers)} of {len(keys)} key(s) verified (threshold {threshold})")
+        if bundle_verifier is not None:
+            count = len(outcome.signers)
+            err(f"  - Sigstore bundles by {count} matching identit{'y' if count == 1 else 'ies'} verified"
+                f" (threshold {threshold}): {', '.join(sorted(outcome.signers))}")
+            err("  - certificate chain, transparency log inclusion and signing time checked offline")
+        else:
+            err(f"  - signatures by {len(outcome.signers)} of {len(keys)} key(s) verified (threshold {threshold})")
         err("  - each verified payload names this exact digest")
         if wanted:
             err("  - annotations matched")

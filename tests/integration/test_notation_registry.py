@@ -89,5 +89,6 @@ def test_no_notation_signature(registry, tmp_path: Path) -> None:
     policy, trust_store = trust(tmp_path, f"{registry.host}/notation/none")
     with pytest.raises(VerificationError) as info:
         verify_notation_signatures(store, store.get_manifest(desc.digest), [],
-                                   repository=f"{registry.host}/notation/none", trust_policy=policy, trust_store=trust_store)
+                                   repository=f"{registry.host}/notation/none", trust_policy=policy,
+                                   trust_store=trust_store)
     assert info.value.reason == "no-signatures"
