@@ -146,6 +146,7 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._basic: Credentials | None = None
         self._challenge_scheme: str | None = None
+        self._pinged = False
         self._challenge_params: dict[str, str] = {}
         self.request_count = 0
         self._credentials_loaded: dict[str, Credentials | None] = {}
@@ -187,6 +188,7 @@ class RegistryClient:
     def ping(self) -> None:
         """``GET /v2/``: learns the auth challenge; raises if the registry is unusable."""
         resp = self._send("GET", "/v2/", scope=None, expected=(200, 401))
+        self._pinged = True
         if resp.status_code == 401:
             self._note_challenge(resp)
 
@@ -274,7 +276,7 @@ class RegistryClient:
         retry: bool = True,
     ) -> requests.Response:
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}" if repository else None
-        if self._challenge_scheme is None:
+        if not self._pinged:
             self.ping()
         resp = self._send(method, path, scope=scope, repository=repository, expected=(*expected, 401),
                           headers=headers, data=data, stream=stream, params=params, retry=retry)
