@@ -1,0 +1,324 @@
+"""``imgseal attest``, ``imgseal provenance`` and ``imgseal verify-attestation``.
+
+Options are parsed here; the work is in :mod:`signer.attest`, :mod:`signer.provenance` and
+:mod:`verifier.attestation`, which the policy gate calls too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+
+from imgseal.cli._common import (
+    CaFileOption,
+    InsecureOption,
+    OutputFormat,
+    OutputOption,
+    emit_json,
+    err,
+    fail,
+    guarded,
+    out,
+    parse_ref,
+    store_factory,
+)
+from imgseal.errors import Error, InvalidInputError, UsageError
+
+if TYPE_CHECKING:
+    from imgseal.manifest import Descriptor
+    from imgseal.reference import LayoutReference, Reference
+    from imgseal.store.base import Store
+    from signer.attest import Attestation
+
+TYPE_HELP = ("Predicate type: slsaprovenance1, slsaprovenance02, spdxjson, cyclonedx, vuln, openvex, custom, "
+             "or any predicate-type URI.")
+KeyOption = Annotated[str | None, typer.Option("--key", help="Private key: a path or env://VAR (cosign format).")]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="bundle (Sigstore bundle attached as an OCI referrer) or legacy "
+                      "(cosign .att tag).")
+]
+ReplaceOption = Annotated[
+    bool, typer.Option("--replace", help="Remove earlier attestations of this type signed by this key (after "
+                       "attaching the new one).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attest")(attest)
+    app.command("provenance")(provenance)
+    app.command("verify-attestation")(verify_attestation)
+
+
+def attest(
+    reference: Annotated[str, typer.Argument(help="REPO@sha256:… or oci-layout:PATH@sha256:… (a digest is required).")],
+    predicate: Annotated[Path, typer.Option("--predicate", help="Predicate JSON file (one object).", dir_okay=False)],
+    type_: Annotated[str, typer.Option("--type", help=TYPE_HELP)] = "custom",
+    key: KeyOption = None,
+    fmt: FormatOption = "bundle",
+    replace: ReplaceOption = False,
+    ca_file: CaFileOption = None,
+    insecure_registry: InsecureOption = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Sign an in-toto statement about REFERENCE's digest and attach it beside the image.
+
+    The password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
+    Exit codes: 0 attached; 2 bad usage or predicate file; 3 registry; 4 key.
+    """
+
+    def run() -> None:
+        from imgseal.intoto import resolve_predicate_type
+        from signer.attest import read_predicate
+
+        predicate_type = resolve_predicate_type(type_)
+        _check_format(fmt)
+        if key is None:
+            raise UsageError("give --key KEY to sign the attestation", reason="no-signer")
+        ref = _digest_ref(reference, "attest")
+        data = read_predicate(predicate)
+        result = _attest(ref, data, predicate_type, key, fmt, replace, ca_file, insecure_registry)
+        _report_attestation(ref, result, output)
+
+    guarded(run, output)
+
+
+def provenance(
+    reference: Annotated[str, typer.Argument(help="REPO@sha256:… the provenance is about (a digest is required).")],
+    attest_: Annotated[bool, typer.Option("--attest", help="Sign the provenance with --key and attach it.")] = False,
+    key: KeyOption = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output-file", "--output", help="Write the predicate here (atomically) "
+                                  "instead of stdout.", dir_okay=False)
+    ] = None,
+    ci: Annotated[str, typer.Option("--ci", help="auto (detect from the environment), github, gitlab, generic.")]
+    = "auto",
+    builder_id: Annotated[str | None, typer.Option("--builder-id", help="Builder id (overrides the CI's).")] = None,
+    source_uri: Annotated[str | None, typer.Option("--source-uri", help="Source URI (generic builds).")] = None,
+    source_digest: Annotated[
+        str | None, typer.Option("--source-digest", help="Source digest, e.g. gitCommit:<hex> (generic builds).")
+    ] = None,
+    build_type: Annotated[str | None, typer.Option("--build-type", help="buildType URI (generic builds).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="k=v external parameter (generic builds; repeatable).")
+    ] = None,
+    started_on: Annotated[str | None, typer.Option("--started-on", help="RFC 3339 build start time (UTC).")] = None,
+    fmt: FormatOption = "bundle",
+    replace: ReplaceOption = False,
+    ca_file: CaFileOption = None,
+    insecure_registry: InsecureOption = None,
+) -> None:
+    """Generate SLSA v1 provenance for REFERENCE from the CI environment (GitHub Actions, GitLab CI) or options.
+
+    Prints the predicate (or writes --output); with --attest also signs and attaches it.
+    Exit codes: 0 done; 2 bad usage or a missing CI variable; 3 registry; 4 key.
+    """
+
+    def run() -> None:
+        from signer.attest import MAX_PREDICATE_BYTES
+        from signer.provenance import PREDICATE_TYPE, CiKind, GenericBuild, generate_provenance, load_github_event
+
+        if ci not in ("auto", "github", "gitlab", "generic"):
+            raise UsageError(f"--ci must be auto, github, gitlab or generic, not {ci!r}")
+        _check_format(fmt)
+        if attest_ and key is None:
+            raise UsageError("--attest needs --key KEY", reason="no-signer")
+        if not attest_ and (key is not None or replace):
+            raise UsageError("--key and --replace only apply with --attest")
+        ref = _digest_ref(reference, "provenance")
+        env = dict(os.environ)
+        kind: CiKind | None = None if ci == "auto" else cast("CiKind", ci)
+        generic = None
+        if any(v is not None for v in (source_uri, source_digest, build_type, param)):
+            missing = [n for n, v in (("--builder-id", builder_id), ("--source-uri", source_uri),
+                                      ("--source-digest", source_digest)) if not v]
+            if missing:
+                raise UsageError(f"generic provenance needs {', '.join(missing)}", reason="provenance-options")
+            assert builder_id is not None and source_uri is not None and source_digest is not None
+            params = _parse_params(param)
+            generic = GenericBuild(builder_id, source_uri, source_digest, params=params, started_on=started_on,
+                                   **({"build_type": build_type} if build_type else {}))
+            kind = kind or "generic"
+        event = None
+        if env.get("GITHUB_EVENT_NAME") in ("workflow_dispatch", "release") and kind in (None, "github"):
+            event = load_github_event(env)
+        predicate = generate_provenance(env, ci=kind, generic=generic, event=event, builder_id=builder_id,
+                                        started_on=started_on)
+        import json
+
+        text = json.dumps(predicate, indent=2) + "\n"
+        if len(text) > MAX_PREDICATE_BYTES:
+            raise InvalidInputError("generated provenance is too large to sign", reason="predicate-too-large")
+        if output_file is not None:
+            _write_atomically(output_file, text.encode())
+            err(f"wrote SLSA v1 provenance to {output_file}")
+        else:
+            out(text.rstrip("\n"))
+        if attest_:
+            assert key is not None
+            result = _attest(ref, predicate, PREDICATE_TYPE, key, fmt, replace, ca_file, insecure_registry)
+            _report_attestation(ref, result, OutputFormat.text)
+
+    guarded(run)
+
+
+def verify_attestation(
+    reference: Annotated[str, typer.Argument(help="Image reference (a tag is resolved and the digest printed).")],
+    type_: Annotated[str, typer.Option("--type", help=TYPE_HELP)] = "custom",
+    key: Annotated[list[str] | None, typer.Option("--key", help="Trusted public key: path or env://VAR (repeatable).")]
+    = None,
+    builder_id: Annotated[str | None, typer.Option("--builder-id", help="SLSA: expected builder id "
+                                                   "(unversioned matches any version).")] = None,
+    source_uri: Annotated[str | None, typer.Option("--source-uri", help="SLSA: expected source repository, "
+                                                   "e.g. github.com/org/repo.")] = None,
+    source_branch: Annotated[str | None, typer.Option("--source-branch", help="SLSA: expected source branch.")]
+    = None,
+    source_tag: Annotated[str | None, typer.Option("--source-tag", help="SLSA: expected source tag.")] = None,
+    build_type: Annotated[str | None, typer.Option("--build-type", help="SLSA: expected buildType URI.")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="PATH==VALUE or PATH!=VALUE over the statement (repeatable).")
+    ] = None,
+    ca_file: CaFileOption = None,
+    insecure_registry: InsecureOption = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Verify the attestations of --type attached to REFERENCE's digest.
+
+    Passes when at least one attestation of that type is signed by a given key, is a signed
+    in-toto statement about this exact digest and of this exact type, and meets every SLSA
+    expectation and --where condition. Prints the verified statements as JSON on stdout and a
+    summary on stderr. Exit codes: 0 verified; 1 not verified (reason given); 2 bad usage;
+    3 registry; 4 key.
+    """
+    state: dict[str, Any] = {}
+
+    def run() -> None:
+        from imgseal import attach
+        from imgseal.cli._keyload import load_public_keys
+        from imgseal.content import fetch_manifest
+        from imgseal.intoto import SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1, resolve_predicate_type
+        from verifier.attestation import SlsaExpectations, examine_attestations, judge
+        from verifier.attestation_checks import normalize_git_uri, parse_where
+
+        predicate_type = resolve_predicate_type(type_)
+        if not key:
+            raise UsageError("give at least one --key PUB", reason="no-verifier")
+        slsa = SlsaExpectations(builder_id, source_uri, source_branch, source_tag, build_type)
+        if slsa.any() and predicate_type not in (SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02):
+            raise UsageError("--builder-id/--source-*/--build-type check SLSA provenance: use --type "
+                             "slsaprovenance1 or slsaprovenance02", reason="slsa-options")
+        if source_branch is not None and source_tag is not None:
+            raise UsageError("give --source-branch or --source-tag, not both")
+        if source_uri is not None:
+            normalize_git_uri(source_uri)  # a malformed expectation is a usage error before any network
+        conditions = [parse_where(w) for w in where or []]
+        keys = load_public_keys(key)
+        ref = parse_ref(reference)
+        store = store_factory(ca_file, insecure_registry).open(ref)
+        manifest = fetch_manifest(store, ref.tag, ref.digest)
+        pinned = ref.with_digest(manifest.digest).pinned()
+        state.update(reference=pinned, digest=str(manifest.digest), predicateType=predicate_type)
+        if ref.digest is None:
+            err(f"resolved {ref} to {pinned}")
+        attachments = attach.discover(store, manifest.digest)
+        outcome = examine_attestations(store, manifest.digest, attachments, predicate_type=predicate_type,
+                                       keys=keys, slsa_checks=slsa, where=conditions)
+        state["verified"] = []
+        state["rejected"] = [{"artifact": r.artifact, "reason": r.reason, "message": r.message}
+                             for r in outcome.rejected]
+        judge(outcome)
+        verified = [{"signer": v.signer, "format": v.format, "foundVia": v.found_via, "artifact": v.artifact,
+                     "statement": v.statement.to_dict()} for v in outcome.verified]
+        if output is OutputFormat.json:
+            emit_json({"ok": True, "reason": None, "reference": pinned, "digest": str(manifest.digest),
+                       "predicateType": predicate_type, "verified": verified, "rejected": state["rejected"]})
+        else:
+            emit_json([v["statement"] for v in verified])
+        err(f"Verified {pinned}:")
+        err(f"  - {len(verified)} attestation(s) of type {predicate_type} signed by "
+            f"{', '.join(sorted({v.signer for v in outcome.verified}))}")
+        err("  - each is a signed in-toto statement about this exact digest")
+        if slsa.any():
+            err("  - SLSA provenance expectations met")
+        if conditions:
+            err(f"  - {len(conditions)} --where condition(s) met")
+        if outcome.rejected:
+            err(f"  ({len(outcome.rejected)} other attestation(s) of this type rejected; -o json lists them)")
+
+    try:
+        run()
+    except Error as e:
+        state.setdefault("verified", [])
+        state.setdefault("rejected", [])
+        fail(e, output, state)
+
+
+# -- shared ------------------------------------------------------------------------------
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("bundle", "legacy"):
+        raise UsageError(f"--format must be bundle or legacy, not {fmt!r}")
+
+
+def _digest_ref(reference: str, command: str) -> Reference | LayoutReference:
+    ref = parse_ref(reference, default_tag=None)
+    if ref.digest is None:
+        raise UsageError(
+            f"{reference} names no digest: a tag can move, so imgseal {command} needs REPO@sha256:…",
+            hint=f"run `imgseal digest {reference}` first",
+            reason="tag-not-allowed",
+        )
+    return ref
+
+
+def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str, key_ref: str,
+            fmt: str, replace: bool, ca_file: Path | None, insecure: list[str] | None) -> Attestation:
+    from imgseal.cli._keyload import load_private_key
+    from imgseal.content import fetch_manifest
+    from keys import public_key_of
+    from signer.attest import attest, key_bundle_signer, signed_by_key
+
+    private_key = load_private_key(key_ref)
+    store: Store = store_factory(ca_file, insecure).open(ref)
+    subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
+    return attest(store, ref.name, subject, predicate_type, predicate,
+                  signer=key_bundle_signer(private_key), key=private_key,
+                  fmt="legacy" if fmt == "legacy" else "bundle",
+                  replace=signed_by_key(public_key_of(private_key)) if replace else None)
+
+
+def _report_attestation(ref: Reference | LayoutReference, result: Attestation, output: OutputFormat) -> None:
+    pinned = ref.with_digest(result.subject.digest).pinned()
+    if output is OutputFormat.json:
+        emit_json({"ok": True, "reference": pinned, "predicateType": result.predicate_type, "format": result.format,
+                   "artifact": result.artifact, "replaced": list(result.replaced)})
+        return
+    err(f"attested {pinned} ({result.predicate_type}, {result.format}, {result.artifact})")
+    for item in result.replaced:
+        err(f"  replaced {item}")
+
+
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise UsageError(f"invalid --param {item[:80]!r}: expected k=v", reason="provenance-options")
+        if k in params:
+            raise UsageError(f"--param {k!r} given twice", reason="provenance-options")
+        params[k] = v
+    return params
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # Write beside the target and rename: a reader (or a crash) never sees half a predicate.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInputError(f"cannot write {path}: {e.strerror or e}", reason="bad-output") from e

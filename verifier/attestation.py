@@ -1,0 +1,233 @@
+"""Verifying the attestations attached to an image digest (``imgseal verify-attestation``, policy gates).
+
+For each candidate of the wanted predicate type, in this order (REFERENCE.md §6):
+
+1. select by the unsigned hint — the bundle manifest annotation
+   ``dev.sigstore.bundle.predicateType``, or a legacy ``.att`` layer's ``predicateType``
+   annotation — so attestations of other types are never downloaded;
+2. fetch the blob by digest (bytes checked) under a size bound;
+3. verify the DSSE signature: a key bundle (public-key hint, no tlog entries) or a bare
+   legacy envelope with the trusted keys (:func:`imgseal.dsse.verify_envelope`, every key on
+   every signature, keyid ignored); any other bundle through ``bundle_verifier`` (keyless);
+4. check the signed statement: payloadType in-toto, ``predicateType`` equal to the wanted
+   type (the annotation was only a hint), a subject naming this exact digest;
+5. the SLSA expectations (:func:`verifier.attestation_checks.check_slsa`) and the
+   ``--where`` conditions.
+
+An image passes when at least one attestation passes every step: anyone who can push can
+attach junk, so a failing candidate is reported, never allowed to veto a good one (cosign
+and slsa-verifier behave the same). When none passes, the error names the most telling
+reason: a policy failure of a trusted statement before a digest mismatch before a bad
+signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from imgseal import attach
+from imgseal.digest import Digest
+from imgseal.dsse import ENVELOPE_MEDIA_TYPE, MAX_ENVELOPE_BYTES, Envelope, verify_envelope
+from imgseal.errors import Error, VerificationError
+from imgseal.intoto import Statement
+from imgseal.manifest import Descriptor
+from imgseal.payloads import BUNDLE_MEDIA_TYPES, BUNDLE_PREDICATE_ANNOTATION, BundleSummary, summarise_bundle
+from imgseal.store.base import Store
+from keys import PublicKey
+from verifier.attestation_checks import ProvenanceFacts, WhereCondition, check_slsa, check_where
+from verifier.image import check_bundle_statement, key_verifiers
+
+#: Layer annotation of cosign's legacy ``.att`` layers.
+LEGACY_PREDICATE_ANNOTATION = "predicateType"
+
+#: Size bounds. A DSSE payload is at most :data:`MAX_ENVELOPE_BYTES`; its JSON envelope is
+#: base64 (4/3) plus signatures, and a bundle wraps that with a little more.
+MAX_LEGACY_BLOB_BYTES = MAX_ENVELOPE_BYTES
+MAX_BUNDLE_BLOB_BYTES = MAX_ENVELOPE_BYTES * 4 // 3 + (1 << 20)
+
+BundleVerifier = Callable[[BundleSummary, Digest], tuple[str, Statement]]
+"""Verifies a bundle that is not a plain key bundle (certificate, tlog entries) and returns
+``(signer identity, signed statement)``. The keyless hook; the same shape as
+:func:`verifier.image.verify_key_signatures` takes. This module re-checks the statement's
+payload type, predicate type and subject itself, so the hook need only prove the signature."""
+
+#: When nothing verified, the reason reported first: what the trusted signer said is wrong
+#: beats an artifact for another image beats a bad or foreign signature.
+REASON_PRIORITY = (
+    "slsa-builder-id", "slsa-source-uri", "slsa-source-branch", "slsa-source-tag", "slsa-build-type",
+    "slsa-subject", "slsa-malformed", "slsa-predicate-type", "where-condition",
+    "payload-digest-mismatch", "predicate-type", "payload-type", "invalid-statement",
+    "invalid-dsse-envelope", "no-matching-signature", "keyless",
+)
+
+
+@dataclass(frozen=True)
+class SlsaExpectations:
+    """slsa-verifier-like expectations; ``None`` fields are not checked."""
+
+    builder_id: str | None = None
+    source_uri: str | None = None
+    source_branch: str | None = None
+    source_tag: str | None = None
+    build_type: str | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.builder_id, self.source_uri, self.source_branch,
+                                           self.source_tag, self.build_type))
+
+
+@dataclass(frozen=True)
+class VerifiedAttestation:
+    """One attestation that passed every check."""
+
+    signer: str
+    found_via: str
+    format: str  # "bundle" | "legacy"
+    artifact: str
+    statement: Statement
+    provenance: ProvenanceFacts | None = None
+
+
+@dataclass(frozen=True)
+class RejectedAttestation:
+    artifact: str
+    reason: str
+    message: str
+
+
+@dataclass
+class AttestationOutcome:
+    """Every candidate examined for one digest and what each came to."""
+
+    digest: Digest
+    predicate_type: str
+    verified: list[VerifiedAttestation] = field(default_factory=list)
+    rejected: list[RejectedAttestation] = field(default_factory=list)
+
+    @property
+    def examined(self) -> int:
+        return len(self.verified) + len(self.rejected)
+
+
+def verify_attestations(
+    store: Store,
+    digest: Digest,
+    attachments: Sequence[attach.Attachment],
+    *,
+    predicate_type: str,
+    keys: Mapping[str, PublicKey],
+    slsa_checks: SlsaExpectations | None = None,
+    where: Sequence[WhereCondition] = (),
+    bundle_verifier: BundleVerifier | None = None,
+) -> list[VerifiedAttestation]:
+    """The attestations of ``predicate_type`` (a URI) that verify for ``digest``; raises when none does.
+
+    Raises :class:`VerificationError` with reason ``no-attestations`` when nothing of that
+    type is attached, else the most telling rejection reason (see :data:`REASON_PRIORITY`).
+    """
+    outcome = examine_attestations(store, digest, attachments, predicate_type=predicate_type, keys=keys,
+                                   slsa_checks=slsa_checks, where=where, bundle_verifier=bundle_verifier)
+    judge(outcome)
+    return outcome.verified
+
+
+def examine_attestations(
+    store: Store,
+    digest: Digest,
+    attachments: Sequence[attach.Attachment],
+    *,
+    predicate_type: str,
+    keys: Mapping[str, PublicKey],
+    slsa_checks: SlsaExpectations | None = None,
+    where: Sequence[WhereCondition] = (),
+    bundle_verifier: BundleVerifier | None = None,
+) -> AttestationOutcome:
+    """Like :func:`verify_attestations` but returns every verdict instead of raising."""
+    verifiers = key_verifiers(keys)
+    outcome = AttestationOutcome(digest, predicate_type)
+    expectations = slsa_checks if slsa_checks is not None and slsa_checks.any() else None
+
+    def check(artifact: str, found_via: str, fmt: str, signer: str, statement: Statement) -> None:
+        facts = None
+        if expectations is not None:
+            facts = check_slsa(statement, builder_id=expectations.builder_id, source_uri=expectations.source_uri,
+                               source_branch=expectations.source_branch, source_tag=expectations.source_tag,
+                               build_type=expectations.build_type, image_digest=digest)
+        check_where(statement, where)
+        outcome.verified.append(VerifiedAttestation(signer, found_via, fmt, artifact, statement, facts))
+
+    for att in attachments:
+        if att.found_via == attach.VIA_LEGACY_ATT:
+            for layer in att.manifest.layers:
+                if (layer.media_type != ENVELOPE_MEDIA_TYPE
+                        or layer.annotations.get(LEGACY_PREDICATE_ANNOTATION) != predicate_type):
+                    continue
+                artifact = f"{att.tag or att.digest}#{layer.digest}"
+                try:
+                    envelope = Envelope.from_json(store.get_blob(layer, max_bytes=MAX_LEGACY_BLOB_BYTES))
+                    signer = _verify_with_keys(envelope, verifiers)
+                    statement = check_bundle_statement(envelope, digest, predicate_type)
+                    check(artifact, att.found_via, "legacy", signer, statement)
+                except Error as e:
+                    outcome.rejected.append(RejectedAttestation(artifact, e.reason, e.one_line()))
+            continue
+        if att.artifact_type not in BUNDLE_MEDIA_TYPES:
+            continue
+        if att.manifest.annotations.get(BUNDLE_PREDICATE_ANNOTATION) != predicate_type:
+            continue
+        for layer in att.manifest.layers:
+            if layer.media_type not in BUNDLE_MEDIA_TYPES:
+                continue
+            artifact = str(att.digest)
+            try:
+                signer, statement = _verify_bundle(store, layer, digest, predicate_type, verifiers, bundle_verifier)
+                check(artifact, att.found_via, "bundle", signer, statement)
+            except Error as e:
+                outcome.rejected.append(RejectedAttestation(artifact, e.reason, e.one_line()))
+    return outcome
+
+
+def judge(outcome: AttestationOutcome) -> None:
+    """Raise :class:`VerificationError` unless some attestation verified."""
+    if outcome.verified:
+        return
+    if not outcome.rejected:
+        raise VerificationError(f"no attestations of type {outcome.predicate_type} are attached to "
+                                f"{outcome.digest}", reason="no-attestations")
+    for reason in REASON_PRIORITY:
+        for r in outcome.rejected:
+            if r.reason == reason:
+                raise VerificationError(r.message, reason=reason)
+    first = outcome.rejected[0]
+    raise VerificationError(first.message, reason=first.reason)
+
+
+def _verify_bundle(store: Store, layer: Descriptor, digest: Digest, predicate_type: str,
+                   verifiers: Mapping[str, Callable[[bytes, bytes], bool]],
+                   bundle_verifier: BundleVerifier | None) -> tuple[str, Statement]:
+    summary = summarise_bundle(store.get_blob(layer, max_bytes=MAX_BUNDLE_BLOB_BYTES),
+                               max_bytes=MAX_BUNDLE_BLOB_BYTES)
+    if summary.content != "dsse" or summary.envelope is None:
+        raise VerificationError("bundle holds a message signature, not a DSSE attestation", reason="payload-type")
+    if summary.material == "publicKey" and summary.tlog_entries == 0:
+        signer = _verify_with_keys(summary.envelope, verifiers)
+        return signer, check_bundle_statement(summary.envelope, digest, predicate_type)
+    if bundle_verifier is None:
+        raise VerificationError("attestation bundle needs certificate/transparency-log verification, not a key",
+                                reason="keyless")
+    signer, _ = bundle_verifier(summary, digest)
+    # The statement is read again from the envelope whose signature the hook verified, and
+    # checked here, so a hook that skips a check cannot widen what passes.
+    return signer, check_bundle_statement(summary.envelope, digest, predicate_type)
+
+
+def _verify_with_keys(envelope: Envelope, verifiers: Mapping[str, Callable[[bytes, bytes], bool]]) -> str:
+    if not verifiers:
+        raise VerificationError("no key given to verify a key-signed attestation", reason="no-matching-signature")
+    try:
+        accepted = verify_envelope(envelope, verifiers)
+    except VerificationError as e:
+        raise VerificationError("attestation signature does not verify with any given key",
+                                reason="no-matching-signature") from e
+    return sorted(accepted)[0]
