@@ -50,6 +50,11 @@ def sign(
     trust_config: Annotated[Path | None, typer.Option(
         "--trust-config", dir_okay=False, help="Keyless: Sigstore ClientTrustConfig JSON (trusted root + signing "
         "config) of a private instance; nothing contacts TUF.")] = None,
+    notation: Annotated[bool, typer.Option("--notation", help="Sign as the Notary Project does: a JWS envelope "
+                                           "with an X.509 chain (--key KEY.pem --cert CHAIN.pem).")] = False,
+    cert: Annotated[str | None, typer.Option("--cert", help="Notation: PEM certificate chain, leaf first.")] = None,
+    expiry: Annotated[str | None, typer.Option("--expiry", help="Notation: signature lifetime such as 30d, 12h.")]
+    = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -59,6 +64,8 @@ def sign(
     With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
     With --keyless the signature is a Sigstore bundle for an OIDC identity (production by
     default; --staging or --trust-config FILE for other instances).
+    With --notation the key is a PEM private key (RSA 2048-4096 or ECDSA P-256/384/521) and
+    --cert its chain; the leaf needs digitalSignature and the codeSigning EKU.
     Exit codes: 0 signed; 2 bad usage (e.g. a tag without --resolve-tag, a refused identity
     token); 3 registry or Sigstore service unreachable; 4 key.
     """
@@ -73,6 +80,11 @@ def sign(
             raise UsageError("give either --key or --keyless, not both", reason="no-signer")
         if key is None and not keyless:
             raise UsageError("give --key KEY (keyless signing needs --keyless)", reason="no-signer")
+        if notation and (keyless or key is None or fmt != "bundle"):
+            raise UsageError("--notation signs with --key KEY.pem --cert CHAIN.pem (not --keyless or --format)",
+                             reason="no-signer")
+        if not notation and (cert is not None or expiry is not None):
+            raise UsageError("--cert and --expiry need --notation", reason="no-signer")
         if not keyless and (identity_token is not None or staging or trust_config is not None):
             raise UsageError("--identity-token, --staging and --trust-config need --keyless", reason="no-signer")
         if keyless and fmt != "bundle":
@@ -107,6 +119,18 @@ def sign(
                     results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                     "artifact": str(signed.artifact.digest) if signed.artifact else None,
                                     "instance": instance.name})
+        elif notation:
+            from imgseal.cli._notation import sign_notation
+
+            assert key is not None
+            manifest = fetch_manifest(store, ref.tag or "latest", ref.digest)
+            if ref.digest is None:
+                err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
+            subjects = targets(store, manifest, recursive)
+            signatures = sign_notation(store, subjects, key=key, cert=cert, expiry=expiry, annotations=annotations)
+            for subject, artifact in zip(subjects, signatures, strict=True):
+                results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": "notation",
+                                "artifact": str(artifact.digest)})
         else:
             assert key is not None
             private_key = load_private_key(key)

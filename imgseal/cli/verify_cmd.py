@@ -60,6 +60,12 @@ def verify(
     = None,
     staging: Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
     = False,
+    notation: Annotated[bool, typer.Option("--notation", help="Verify Notary Project signatures under a notation "
+                                           "trust policy and trust store.")] = False,
+    trust_policy: Annotated[str | None, typer.Option(
+        "--trust-policy", help="Notation: trust policy JSON in notation's format.")] = None,
+    trust_store: Annotated[str | None, typer.Option(
+        "--trust-store", help="Notation: trust store directory laid out as notation's (x509/ca/NAME/*.pem).")] = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -71,7 +77,9 @@ def verify(
     --certificate-oidc-issuer[-regexp]): passes when a Sigstore bundle verifies offline against
     the trusted root, its certificate matches the identity policy, and its statement names this
     exact digest; --threshold then counts distinct matching identities. --key and the keyless
-    options are exclusive. Prints a summary on stderr and the verified payloads as JSON on stdout.
+    options are exclusive. With --notation: passes when a notation signature satisfies the trust
+    policy that applies to the repository (levels strict/permissive/audit/skip).
+    Prints a summary on stderr and the verified payloads as JSON on stdout.
     Exit codes: 0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
     """
     state: dict[str, Any] = {}
@@ -89,6 +97,11 @@ def verify(
             ("--certificate-github-workflow-ref", gh_ref), ("--certificate-github-workflow-trigger", gh_trigger),
             ("--certificate-github-workflow-sha", gh_sha), ("--trusted-root", trusted_root),
             ("--staging", staging or None)) if value is not None]
+        if notation:
+            _verify_notation(state)
+            return
+        if trust_policy is not None or trust_store is not None:
+            raise UsageError("--trust-policy and --trust-store need --notation", reason="no-verifier")
         bundle_verifier = None
         keys: dict[str, Any] = {}
         if key and keyless_given:
@@ -148,6 +161,35 @@ def verify(
         err("  - each verified payload names this exact digest")
         if wanted:
             err("  - annotations matched")
+
+    def _verify_notation(state: dict[str, Any]) -> None:
+        from imgseal.cli._notation import verify_notation
+        from imgseal.content import fetch_manifest
+        from imgseal.reference import Reference
+
+        if key or threshold != 1 or annotation:
+            raise UsageError("--notation takes --trust-policy and --trust-store, not --key/--threshold/-a",
+                             reason="no-verifier")
+        ref = parse_ref(reference)
+        if not isinstance(ref, Reference):
+            raise UsageError("--notation verifies registry references: trust policies scope by registry/repository")
+        store = store_factory(ca_file, insecure_registry).open(ref)
+        manifest = fetch_manifest(store, ref.tag, ref.digest)
+        pinned = ref.with_digest(manifest.digest).pinned()
+        state.update(reference=pinned, digest=str(manifest.digest))
+        if ref.digest is None:
+            err(f"resolved {ref} to {pinned}")
+        result = verify_notation(store, manifest, ref.name, trust_policy=trust_policy, trust_store=trust_store)
+        if output is OutputFormat.json:
+            emit_json({"ok": True, "reason": None, "reference": pinned, "digest": str(manifest.digest), **result})
+        else:
+            emit_json(result["verified"])
+        err(f"Verified {pinned} (notation, trust policy {result['policy']!r}, level {result['level']}):")
+        for item in result["verified"][:1]:
+            for check in item["checks"]:
+                err(f"  - {check['check']}: {check['status']} ({check['action']})")
+        if result["level"] == "skip":
+            err("  - the trust policy's level is skip: nothing was verified")
 
     try:
         run()

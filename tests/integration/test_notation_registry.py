@@ -92,3 +92,39 @@ def test_no_notation_signature(registry, tmp_path: Path) -> None:
                                    repository=f"{registry.host}/notation/none", trust_policy=policy,
                                    trust_store=trust_store)
     assert info.value.reason == "no-signatures"
+
+
+def test_cli_sign_and_verify_notation(registry, cli, tmp_path: Path) -> None:
+    pki = build_pki("p256")
+    desc = push_image(registry.host, "notation/cli", content=b"notation cli")
+    (tmp_path / "leaf.key").write_bytes(pki.leaf.key_pem())
+    (tmp_path / "chain.pem").write_bytes(pki.chain_pem())
+    ref = f"{registry.host}/notation/cli@{desc.digest}"
+    r = cli("sign", "--notation", "--key", str(tmp_path / "leaf.key"), "--cert", str(tmp_path / "chain.pem"),
+            "--expiry", "30d", "-a", "team=core", ref, "-o", "json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["signed"][0]["format"] == "notation"
+    _, trust_store = trust(tmp_path, f"{registry.host}/notation/cli")
+    policy_file = tmp_path / "trustpolicy.json"
+    policy_file.write_text(json.dumps({
+        "version": "1.0",
+        "trustPolicies": [{"name": "ours", "registryScopes": [f"{registry.host}/notation/cli"],
+                           "signatureVerification": {"level": "strict"}, "trustStores": ["ca:ours"],
+                           "trustedIdentities": [IDENTITY]}],
+    }))
+    r = cli("verify", f"{registry.host}/notation/cli:v1", "--notation", "--trust-policy", str(policy_file),
+            "--trust-store", str(trust_store), "-o", "json")
+    assert r.code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["digest"] == str(desc.digest) and out["level"] == "strict"
+    assert {c["check"] for c in out["verified"][0]["checks"]} >= {"integrity", "authenticity", "expiry"}
+    # A leaf without the codeSigning EKU is refused at signing time, with the reason.
+    (tmp_path / "bad.key").write_bytes(pki.leaf_no_codesigning.key_pem())
+    (tmp_path / "bad.pem").write_bytes(pki.chain_pem(pki.leaf_no_codesigning))
+    r = cli("sign", "--notation", "--key", str(tmp_path / "bad.key"), "--cert", str(tmp_path / "bad.pem"), ref)
+    assert r.code == 2 and "codeSigning" in r.stderr
+    # Unsigned image under the same policy: exit 1.
+    other = push_image(registry.host, "notation/cli", tag="other", content=b"unsigned")
+    r = cli("verify", f"{registry.host}/notation/cli@{other.digest}", "--notation", "--trust-policy",
+            str(policy_file), "--trust-store", str(trust_store), "-o", "json")
+    assert r.code == 1 and json.loads(r.stdout)["reason"] == "no-signatures"
