@@ -1,0 +1,245 @@
+"""``imgseal policy check|explain``, ``imgseal gate`` and ``imgseal webhook serve``: the deploy gate.
+
+Exit codes: ``policy check`` 0 valid / 2 invalid (every error listed with its line);
+``gate`` 0 every image admitted, 1 any denied, 2 bad input, 3 any undecidable (and none denied).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from imgseal.cli._common import CaFileOption, InsecureOption, emit_json, err, fail, guarded, out, store_factory
+from imgseal.errors import Error, UsageError
+
+if TYPE_CHECKING:
+    from verifier.gate import GateReport
+    from verifier.policy import Policy
+
+
+class GateFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+PolicyOption = Annotated[Path, typer.Option("--policy", "-p", help="Policy file (YAML, version: 1).", dir_okay=False)]
+
+
+def register(app: typer.Typer) -> None:
+    policy_app = typer.Typer(help="Check and explain deploy-gate policy files.", no_args_is_help=True)
+    policy_app.command("check")(policy_check)
+    policy_app.command("explain")(policy_explain)
+    app.add_typer(policy_app, name="policy")
+    app.command("gate")(gate)
+    webhook_app = typer.Typer(help="Kubernetes admission webhook.", no_args_is_help=True)
+    webhook_app.command("serve")(webhook_serve)
+    app.add_typer(webhook_app, name="webhook")
+
+
+def _load(path: Path) -> Policy:
+    from verifier.policy import load_policy
+
+    return load_policy(path)
+
+
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="Policy file.", dir_okay=False)],
+) -> None:
+    """Validate a policy file; list EVERY problem as FILE:LINE: message. Exit 0 valid, 2 invalid."""
+    from verifier.policy import PolicyError
+
+    try:
+        policy = _load(file)
+    except PolicyError as e:
+        for issue in e.issues:
+            err(issue.render(str(file)))
+        err(f"imgseal: error: {file}: {len(e.issues)} problem(s)")
+        raise typer.Exit(2) from None
+    except Error as e:
+        fail(e)
+    out(f"{file}: valid: {len(policy.rules)} rule(s), default {policy.default}")
+
+
+def policy_explain(
+    file: Annotated[Path, typer.Argument(help="Policy file.", dir_okay=False)],
+    image: Annotated[str, typer.Argument(help="Image reference.")],
+) -> None:
+    """Show which rule applies to IMAGE and why, and which other rules matched but were less specific."""
+
+    def run() -> None:
+        from verifier.policy import describe_rule, reference_name
+
+        policy = _load(file)
+        ref, name = reference_name(image)
+        selection = policy.select(name)
+        out(f"image:      {image}")
+        out(f"normalised: {ref} (matched on the name {name})")
+        if selection.chosen is None:
+            out(f"rule:       none matches; default: {policy.default}")
+            return
+        chosen = selection.chosen
+        out(f"rule:       {chosen.rule.name!r} (line {chosen.rule.line})")
+        out(f"because:    pattern {chosen.pattern!r} matches ({chosen.specificity.describe()})")
+        for line in describe_rule(chosen.rule):
+            out(f"  - {line}")
+        if chosen.rule.require.digest and ref.digest is None:
+            out("  ! this reference names no digest, so this rule denies it")
+        for other in selection.also_matched:
+            out(f"also matched, less specific: {other.rule.name!r} (line {other.rule.line}) via {other.pattern!r} "
+                f"({other.specificity.describe()})")
+
+    guarded(run)
+
+
+def gate(
+    paths: Annotated[list[str] | None, typer.Argument(help="Manifest files or directories; '-' for stdin.")] = None,
+    policy: PolicyOption = Path("policy.yaml"),
+    pin: Annotated[bool, typer.Option("--pin", help="Print the manifests with admitted tags pinned to digests.")]
+    = False,
+    write: Annotated[bool, typer.Option("--write", help="With --pin: rewrite the files in place (atomically).")]
+    = False,
+    output: Annotated[GateFormat, typer.Option("--output", "-o", help="Report format.")] = GateFormat.text,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Success cache directory "
+                                                   "(default: the user cache dir, imgseal/gate).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the success cache.")] = False,
+    cache_ttl: Annotated[float, typer.Option("--cache-ttl", min=0, help="Seconds a cached success stays valid.")]
+    = 3600.0,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Images verified in parallel.")] = 8,
+    ca_file: CaFileOption = None,
+    insecure_registry: InsecureOption = None,
+) -> None:
+    """Verify every image in Kubernetes manifests against a policy, each distinct image once.
+
+    Finds images in Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob (containers,
+    initContainers, ephemeralContainers) and Lists. Exit codes: 0 all admitted; 1 any denied;
+    2 bad input; 3 could not decide.
+    """
+
+    def run() -> int:
+        from verifier.gate import DiskCache, Evaluator, collect_manifests, default_cache_dir, run_gate
+
+        if write and not pin:
+            raise UsageError("--write needs --pin")
+        items = paths or ["-"]
+        if write and "-" in items:
+            raise UsageError("--write cannot rewrite stdin; give files")
+        pol = _load(policy)
+        files = collect_manifests(items)
+        cache = None if no_cache else DiskCache(cache_dir or default_cache_dir(), cache_ttl)
+        evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=cache, workers=workers,
+                              resolve_tags=pin)
+        try:
+            report = run_gate(files, evaluator)
+        finally:
+            evaluator.close()
+        if pin:
+            _pin(report, write)
+        _report(report, output, to_stderr=pin and not write)
+        return report.exit_code
+
+    code = guarded(run)
+    raise typer.Exit(code)
+
+
+def _pin(report: GateReport, write: bool) -> None:
+    from verifier.gate import render_pinned, write_atomic
+
+    for i, mf in enumerate(report.files):
+        text, changed = render_pinned(mf, report.verdicts)
+        if write:
+            if changed:
+                target = Path(mf.path)
+                write_atomic(target, text.encode(), mode=target.stat().st_mode & 0o777)
+                err(f"pinned {changed} image(s) in {mf.path}")
+        else:
+            if i and not text.startswith("---"):
+                sys.stdout.write("---\n")
+            sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _report(report: GateReport, fmt: GateFormat, *, to_stderr: bool) -> None:
+    from verifier.gate import report_json, report_sarif
+
+    if fmt is not GateFormat.text:
+        doc = report_json(report) if fmt is GateFormat.json else report_sarif(report)
+        if to_stderr:  # --pin prints the manifests on stdout
+            err(_dumps(doc))
+        else:
+            emit_json(doc)
+        return
+    rows = []
+    for image, v in report.verdicts.items():
+        digest = v.digest.split(":", 1)[1][:12] if v.digest else "-"
+        rows.append((v.decision.upper(), image, v.rule or "(default)", digest + (" (cached)" if v.cached else ""),
+                     v.message))
+    stream = sys.stderr if to_stderr else sys.stdout
+    if stream.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_lines=False)
+        for col in ("decision", "image", "rule", "digest", "detail"):
+            table.add_column(col, overflow="fold")
+        colours = {"ALLOW": "green", "WARN": "yellow", "DENY": "red", "ERROR": "magenta"}
+        for row in rows:
+            table.add_row(f"[{colours[row[0]]}]{row[0]}[/]", *row[1:])
+        Console(file=stream).print(table)
+    else:
+        for row in rows:
+            stream.write("\t".join(row) + "\n")
+    counts = {d: sum(1 for v in report.verdicts.values() if v.decision == d) for d in ("allow", "warn", "deny",
+                                                                                       "error")}
+    summary = ", ".join(f"{n} {d}" for d, n in counts.items() if n)
+    stream.write(f"{len(report.verdicts)} distinct image(s): {summary or 'none found'}\n")
+    stream.flush()
+
+
+def _dumps(obj: object) -> str:
+    import json
+
+    return json.dumps(obj, indent=2)
+
+
+def webhook_serve(
+    policy: PolicyOption = Path("policy.yaml"),
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate (chain) to serve.", dir_okay=False)]
+    = Path("tls.crt"),
+    tls_key: Annotated[Path, typer.Option("--tls-key", help="PEM private key of --tls-cert.", dir_okay=False)]
+    = Path("tls.key"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8443,
+    host: Annotated[str, typer.Option("--host")] = "0.0.0.0",  # noqa: S104 - a webhook serves the cluster network
+    timeout: Annotated[float, typer.Option("--timeout", min=1, max=30, help="The webhook's timeoutSeconds; each "
+                                           "request is answered within it (deadline = timeout - 2 s, at least 1 s).")]
+    = 10.0,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Images verified in parallel.")] = 8,
+    cache_ttl: Annotated[float, typer.Option("--cache-ttl", min=0, help="Seconds a success stays cached.")] = 3600.0,
+    ca_file: CaFileOption = None,
+    insecure_registry: InsecureOption = None,
+) -> None:
+    """Serve POST /validate and /mutate (AdmissionReview v1) and GET /healthz, /readyz over HTTPS."""
+
+    def run() -> None:
+        import uvicorn
+
+        from verifier.gate import Evaluator, MemoryCache
+        from verifier.webhook import create_app, log
+
+        for what, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+            if not path.is_file():
+                raise UsageError(f"{what} {path}: no such file")
+        pol = _load(policy)
+        evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=MemoryCache(cache_ttl),
+                              workers=workers, resolve_tags=True)
+        deadline = max(1.0, timeout - 2.0)
+        app = create_app(evaluator, deadline=deadline)
+        log("start", host=host, port=port, policy=str(policy), rules=len(pol.rules), deadline=deadline)
+        uvicorn.run(app, host=host, port=port, ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key),
+                    log_level="warning", access_log=False, log_config=None)
+
+    guarded(run)
