@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from imgseal.errors import InvalidInputError, UsageError, VerificationError
+from imgseal.manifest import check_json_depth
 
 #: Envelopes larger than this are refused before parsing. cosign bounds attestation
 #: payloads well below this; 64 MiB leaves room for large SBOM predicates while keeping a
@@ -255,6 +256,8 @@ def _load_json(data: bytes | str) -> Any:
     try:
         # Decode explicitly: json.loads(bytes) would also guess UTF-16/32 from the first bytes.
         text = data.decode("utf-8") if isinstance(data, bytes) else data
+        # Bound nesting before parsing: json's recursion would otherwise surface as RecursionError.
+        check_json_depth(text.encode("utf-8") if isinstance(data, str) else data, what="DSSE envelope")
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except UnicodeDecodeError as exc:
         raise InvalidInputError("DSSE envelope is not UTF-8 text", reason=_REASON) from exc
