@@ -44,7 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from imgseal.digest import Digest
 from imgseal.errors import InvalidInputError, KeyMaterialError, UsageError, VerificationError
 from verifier import tlog
-from verifier.sigstore_trust import TrustMaterial, load_trusted_root
+from verifier.sigstore_trust import CtLogKey, TrustMaterial, load_trusted_root
 from verifier.tlog import DsseContent, MessageContent, PublicKey, Signer
 
 MAX_BUNDLE_BYTES: Final = 16 << 20
@@ -180,8 +180,7 @@ def verify_bundle(
     transparency-log entry (cosign ``--tlog-upload=false``); entries that are present are
     always verified, and certificate bundles always need one.
     """
-    doc = load_bundle_json(bundle_bytes)
-    bundle = _parse_model(doc)
+    bundle = parse_bundle(load_bundle_json(bundle_bytes))
     trust = trusted_root if isinstance(trusted_root, TrustMaterial) else load_trusted_root(trusted_root,
                                                                                           staging=staging)
     return _verify(bundle, policy=policy, artifact=artifact, artifact_digest=artifact_digest,
@@ -236,42 +235,273 @@ def statement_subject_matches(payload: bytes, digest: Digest) -> bool:
 
 
 # --- parsing ----------------------------------------------------------------------------------
+#
+# The bundle is read straight from its JSON (protobuf-specs ``sigstore_bundle.proto`` in the
+# proto3 JSON mapping) into the small frozen values below. Parsing it through
+# sigstore-python's pydantic models cost ~0.4 s of imports on every run (pydantic,
+# sigstore_models, rekor_types) for a dozen fields. The rules are the ones those models
+# enforced: unknown fields refused, required fields present and typed, ``bytes`` fields
+# base64, 64-bit integers non-negative, exactly one verification material and one content,
+# the proof's leaf index inside its tree. Two protobuf rules they missed are followed:
+# an omitted repeated field is empty, and ``bytes`` may be URL-safe or unpadded base64
+# (proto3 JSON mapping, "bytes" row).
 
 
-def _parse_model(doc: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-    from sigstore_models.bundle.v1 import Bundle as _Bundle
+BUNDLE_MEDIA_TYPES: Final = frozenset({
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+})
+_HASH_ALGORITHMS: Final = frozenset({"SHA2_256", "SHA2_384", "SHA2_512", "SHA3_256", "SHA3_384"})
+_UINT64_MAX: Final = 2**64 - 1
+_B64_CHARS = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
 
-    vm = doc.get("verificationMaterial")
-    if isinstance(vm, dict) and "tlogEntries" not in vm:
-        # proto3 JSON omits empty repeated fields: a bundle without log entries has no key.
-        vm["tlogEntries"] = []
+
+class _Malformed(Exception):
+    """Where in the document the bundle breaks the schema; becomes an InvalidInputError."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _fields(obj: Any, where: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:
+    """The members of a message as {camelName: value}; refuse unknown and missing ones.
+
+    proto3 JSON parsers accept the original snake_case field names too; a member given
+    twice (both spellings) is refused. ``null`` is the same as absent.
+    """
+    if not isinstance(obj, dict):
+        raise _Malformed(f"{where}: expected an object")
+    required = tuple(required)
+    allowed = set(required) | set(optional)
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = key if key in allowed else _camel(key)
+        if name not in allowed:
+            raise _Malformed(f"{where}.{key}: unknown field")
+        if name in out:
+            raise _Malformed(f"{where}.{name}: given twice")
+        if value is not None:
+            out[name] = value
+    for name in required:
+        if name not in out:
+            raise _Malformed(f"{where}.{name}: field required")
+    return out
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _Malformed(f"{where}: expected a string")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Malformed(f"{where}: expected an array")
+    return value
+
+
+def _bytes(value: Any, where: str) -> bytes:
+    """proto3 JSON ``bytes``: standard or URL-safe base64, padded or not; nothing else.
+
+    Line breaks are skipped, as Go's decoder (protojson) skips them: some producers wrap
+    long values at 76 characters (conformance case rekor2-timestamp-with-incorrect-time_fail).
+    """
+    import base64
+    import binascii
+
+    if isinstance(value, str):
+        value = value.replace("\r", "").replace("\n", "")
+    if not isinstance(value, str) or not _B64_CHARS.fullmatch(value) or len(value.rstrip("=")) % 4 == 1:
+        raise _Malformed(f"{where}: invalid base64")
+    text = value.rstrip("=").replace("-", "+").replace("_", "/")
     try:
-        bundle = _Bundle.from_json(json.dumps(doc))
-    except (ValidationError, ValueError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines()[1:3]]
-        raise InvalidInputError(f"bundle does not match the Sigstore bundle schema: {' '.join(lines)[:200]}",
-                                reason="bundle-malformed") from e
-    return bundle
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Malformed(f"{where}: invalid base64") from None
 
 
-def _leaf_certificate(bundle: Any) -> x509.Certificate | None:
-    vm = bundle.verification_material
-    raw: bytes | None = None
-    if vm.certificate is not None:
-        if bundle.media_type in ("application/vnd.dev.sigstore.bundle+json;version=0.1",
-                                 "application/vnd.dev.sigstore.bundle+json;version=0.2"):
-            raise InvalidInputError("bundle v0.1/v0.2 must carry an x509CertificateChain, not a certificate",
-                                    reason="bundle-malformed")
-        raw = vm.certificate.raw_bytes
-    elif vm.x509_certificate_chain is not None:
-        if not vm.x509_certificate_chain.certificates:
-            raise InvalidInputError("bundle has an empty certificate chain", reason="bundle-malformed")
-        raw = vm.x509_certificate_chain.certificates[0].raw_bytes
-    if raw is None:
+def _uint64(value: Any, where: str) -> int:
+    """proto3 JSON 64-bit integer: a decimal string (or a JSON number), 0 … 2**64-1."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        n = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        raise _Malformed(f"{where}: expected an unsigned 64-bit integer, got {str(value)[:24]!r}")
+    if not 0 <= n <= _UINT64_MAX:
+        raise _Malformed(f"{where}: value exceeds the uint64 domain: {n}")
+    return n
+
+
+@dataclass(frozen=True)
+class TlogEntry:
+    """One ``TransparencyLogEntry`` (protobuf-specs ``sigstore_rekor.proto``)."""
+
+    log_index: int
+    log_id: bytes
+    kind: str
+    version: str
+    canonicalized_body: bytes
+    integrated_time: int | None
+    signed_entry_timestamp: bytes | None  # the inclusion promise (SET), Rekor v1
+    proof_log_index: int
+    proof_tree_size: int
+    proof_root_hash: bytes
+    proof_hashes: tuple[bytes, ...]
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class MessageSignature:
+    signature: bytes
+    digest_algorithm: str | None  # protobuf HashAlgorithm name, e.g. SHA2_256
+    digest: bytes | None
+
+
+@dataclass(frozen=True)
+class DsseEnvelope:
+    payload_type: str
+    payload: bytes
+    signatures: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ParsedBundle:
+    """A bundle that matches the schema; nothing in it is verified yet."""
+
+    media_type: str
+    material: Literal["publicKey", "x509CertificateChain", "certificate"]
+    certificates: tuple[bytes, ...]  # DER, leaf first (empty for publicKey)
+    tlog_entries: tuple[TlogEntry, ...]
+    rfc3161_timestamps: tuple[bytes, ...]
+    message_signature: MessageSignature | None
+    dsse_envelope: DsseEnvelope | None
+
+
+def parse_bundle(doc: dict[str, Any]) -> ParsedBundle:
+    """Check a bundle document against the schema; :class:`InvalidInputError` (bundle-malformed) if not."""
+    try:
+        return _parse_bundle(doc)
+    except _Malformed as e:
+        raise InvalidInputError(f"bundle does not match the Sigstore bundle schema: {e}"[:300],
+                                reason="bundle-malformed") from None
+
+
+def _parse_bundle(doc: dict[str, Any]) -> ParsedBundle:
+    top = _fields(doc, "bundle", ("mediaType", "verificationMaterial"), ("messageSignature", "dsseEnvelope"))
+    media_type = _str(top["mediaType"], "mediaType")
+    if media_type not in BUNDLE_MEDIA_TYPES:
+        raise _Malformed(f"mediaType: unsupported bundle media type {media_type[:80]!r}")
+    vm = _fields(top["verificationMaterial"], "verificationMaterial", (),
+                 ("publicKey", "x509CertificateChain", "certificate", "tlogEntries", "timestampVerificationData"))
+    kinds = [k for k in ("publicKey", "x509CertificateChain", "certificate") if k in vm]
+    if len(kinds) != 1:
+        raise _Malformed("verificationMaterial: exactly one of publicKey, x509CertificateChain or certificate"
+                         " must be set")
+    material: Literal["publicKey", "x509CertificateChain", "certificate"] = kinds[0]
+    certificates: list[bytes] = []
+    if material == "publicKey":
+        hint = _fields(vm["publicKey"], "verificationMaterial.publicKey", (), ("hint",)).get("hint")
+        if hint is not None:
+            _str(hint, "verificationMaterial.publicKey.hint")
+    elif material == "certificate":
+        cert = _fields(vm["certificate"], "verificationMaterial.certificate", ("rawBytes",))
+        certificates.append(_bytes(cert["rawBytes"], "verificationMaterial.certificate.rawBytes"))
+    else:
+        where = "verificationMaterial.x509CertificateChain"
+        chain = _fields(vm["x509CertificateChain"], where, (), ("certificates",))
+        for i, item in enumerate(_list(chain.get("certificates"), f"{where}.certificates")):
+            cert = _fields(item, f"{where}.certificates[{i}]", ("rawBytes",))
+            certificates.append(_bytes(cert["rawBytes"], f"{where}.certificates[{i}].rawBytes"))
+    entries = tuple(_parse_entry(e, f"verificationMaterial.tlogEntries[{i}]")
+                    for i, e in enumerate(_list(vm.get("tlogEntries"), "verificationMaterial.tlogEntries")))
+    stamps: list[bytes] = []
+    if "timestampVerificationData" in vm:
+        where = "verificationMaterial.timestampVerificationData"
+        tvd = _fields(vm["timestampVerificationData"], where, (), ("rfc3161Timestamps",))
+        for i, item in enumerate(_list(tvd.get("rfc3161Timestamps"), f"{where}.rfc3161Timestamps")):
+            stamp = _fields(item, f"{where}.rfc3161Timestamps[{i}]", ("signedTimestamp",))
+            stamps.append(_bytes(stamp["signedTimestamp"], f"{where}.rfc3161Timestamps[{i}].signedTimestamp"))
+    if ("messageSignature" in top) == ("dsseEnvelope" in top):
+        raise _Malformed("bundle: exactly one of messageSignature or dsseEnvelope must be set")
+    message = dsse = None
+    if "messageSignature" in top:
+        ms = _fields(top["messageSignature"], "messageSignature", ("signature",), ("messageDigest",))
+        algorithm = digest = None
+        if "messageDigest" in ms:
+            md = _fields(ms["messageDigest"], "messageSignature.messageDigest", ("algorithm", "digest"))
+            algorithm = _str(md["algorithm"], "messageSignature.messageDigest.algorithm")
+            if algorithm not in _HASH_ALGORITHMS:
+                raise _Malformed(f"messageSignature.messageDigest.algorithm: unknown algorithm {algorithm[:40]!r}")
+            digest = _bytes(md["digest"], "messageSignature.messageDigest.digest")
+        message = MessageSignature(_bytes(ms["signature"], "messageSignature.signature"), algorithm, digest)
+    else:
+        env = _fields(top["dsseEnvelope"], "dsseEnvelope", ("payload", "payloadType"), ("signatures",))
+        sigs: list[bytes] = []
+        for i, item in enumerate(_list(env.get("signatures"), "dsseEnvelope.signatures")):
+            sig = _fields(item, f"dsseEnvelope.signatures[{i}]", ("sig",), ("keyid",))
+            if "keyid" in sig:
+                _str(sig["keyid"], f"dsseEnvelope.signatures[{i}].keyid")
+            sigs.append(_bytes(sig["sig"], f"dsseEnvelope.signatures[{i}].sig"))
+        dsse = DsseEnvelope(_str(env["payloadType"], "dsseEnvelope.payloadType"),
+                            _bytes(env["payload"], "dsseEnvelope.payload"), tuple(sigs))
+    return ParsedBundle(media_type, material, tuple(certificates), entries, tuple(stamps), message, dsse)
+
+
+def _parse_entry(obj: Any, where: str) -> TlogEntry:
+    e = _fields(obj, where, ("logIndex", "logId", "kindVersion", "inclusionProof", "canonicalizedBody"),
+                ("integratedTime", "inclusionPromise"))
+    log_id = _fields(e["logId"], f"{where}.logId", ("keyId",))
+    kv = _fields(e["kindVersion"], f"{where}.kindVersion", ("kind", "version"))
+    set_sig = None
+    if "inclusionPromise" in e:
+        promise = _fields(e["inclusionPromise"], f"{where}.inclusionPromise", ("signedEntryTimestamp",))
+        set_sig = _bytes(promise["signedEntryTimestamp"], f"{where}.inclusionPromise.signedEntryTimestamp")
+    pw = f"{where}.inclusionProof"
+    proof = _fields(e["inclusionProof"], pw, ("logIndex", "rootHash", "treeSize"), ("hashes", "checkpoint"))
+    proof_index = _uint64(proof["logIndex"], f"{pw}.logIndex")
+    tree_size = _uint64(proof["treeSize"], f"{pw}.treeSize")
+    if tree_size <= proof_index:
+        raise _Malformed(f"{pw}: logIndex {proof_index} must be less than treeSize {tree_size}")
+    checkpoint = None
+    if "checkpoint" in proof:
+        checkpoint = _str(_fields(proof["checkpoint"], f"{pw}.checkpoint", ("envelope",))["envelope"],
+                          f"{pw}.checkpoint.envelope")
+    return TlogEntry(
+        log_index=_uint64(e["logIndex"], f"{where}.logIndex"),
+        log_id=_bytes(log_id["keyId"], f"{where}.logId.keyId"),
+        kind=_str(kv["kind"], f"{where}.kindVersion.kind"),
+        version=_str(kv["version"], f"{where}.kindVersion.version"),
+        canonicalized_body=_bytes(e["canonicalizedBody"], f"{where}.canonicalizedBody"),
+        integrated_time=_uint64(e["integratedTime"], f"{where}.integratedTime") if "integratedTime" in e else None,
+        signed_entry_timestamp=set_sig,
+        proof_log_index=proof_index,
+        proof_tree_size=tree_size,
+        proof_root_hash=_bytes(proof["rootHash"], f"{pw}.rootHash"),
+        proof_hashes=tuple(_bytes(h, f"{pw}.hashes[{i}]") for i, h in enumerate(_list(proof.get("hashes"),
+                                                                                        f"{pw}.hashes"))),
+        checkpoint=checkpoint,
+    )
+
+
+def _leaf_certificate(bundle: ParsedBundle) -> x509.Certificate | None:
+    if bundle.material == "publicKey":
         return None
+    if bundle.material == "certificate" and bundle.media_type in (
+            "application/vnd.dev.sigstore.bundle+json;version=0.1",
+            "application/vnd.dev.sigstore.bundle+json;version=0.2"):
+        raise InvalidInputError("bundle v0.1/v0.2 must carry an x509CertificateChain, not a certificate",
+                                reason="bundle-malformed")
+    if not bundle.certificates:
+        raise InvalidInputError("bundle has an empty certificate chain", reason="bundle-malformed")
     try:
-        cert = x509.load_der_x509_certificate(raw)
+        cert = x509.load_der_x509_certificate(bundle.certificates[0])
     except ValueError as e:
         raise InvalidInputError(f"bundle signing certificate does not parse: {e}", reason="bundle-malformed") from e
     try:
@@ -286,7 +516,7 @@ def _leaf_certificate(bundle: Any) -> x509.Certificate | None:
 # --- the decision ---------------------------------------------------------------------------
 
 
-def _verify(bundle: Any, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes | None,
+def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes | None,
             artifact_digest: Digest | None, expect_dsse: bool | None, trust: TrustMaterial,
             require_tlog: bool) -> VerifiedBundle:
     cert = _leaf_certificate(bundle)
@@ -307,11 +537,12 @@ def _verify(bundle: Any, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes |
         if len(env.signatures) != 1:
             raise VerificationError(f"DSSE envelope has {len(env.signatures)} signatures; exactly one is required",
                                     reason="signature")
-        content = DsseContent(env.payload_type, env.payload, env.signatures[0].sig)
+        content = DsseContent(env.payload_type, env.payload, env.signatures[0])
     else:
         if expect_dsse is True:
             raise VerificationError("bundle holds a message signature, a DSSE envelope was expected",
                                     reason="content-kind")
+        assert bundle.message_signature is not None  # the parser admits exactly one content
         content = _message_content(bundle.message_signature, artifact, artifact_digest)
     signature = content.signature
 
@@ -322,7 +553,7 @@ def _verify(bundle: Any, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes |
     times = _verify_timestamps(bundle, trust, signature)
 
     # Transparency log entries (SET times join the verified times).
-    entries = bundle.verification_material.tlog_entries
+    entries = bundle.tlog_entries
     if len(entries) > MAX_TLOG_ENTRIES:
         raise VerificationError(f"bundle has {len(entries)} log entries (limit {MAX_TLOG_ENTRIES})", reason="tlog")
     if not entries and (require_tlog or cert is not None):
@@ -363,13 +594,13 @@ def _verify(bundle: Any, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes |
     )
 
 
-def _message_content(ms: Any, artifact: bytes | None, artifact_digest: Digest | None) -> MessageContent:
+def _message_content(ms: MessageSignature, artifact: bytes | None, artifact_digest: Digest | None) -> MessageContent:
     if artifact is None and artifact_digest is None:
         raise UsageError("a message-signature bundle needs the artifact or its digest to verify against")
     algorithm = "sha256"
-    if ms.message_digest is not None:
-        name = getattr(ms.message_digest.algorithm, "value", ms.message_digest.algorithm)
-        algorithm = _DIGEST_NAMES.get(str(name), "")
+    if ms.digest_algorithm is not None:
+        name = ms.digest_algorithm
+        algorithm = _DIGEST_NAMES.get(name, "")
         if not algorithm:
             raise VerificationError(f"unsupported message digest algorithm {name}", reason="artifact-digest")
     if artifact is not None:
@@ -382,7 +613,7 @@ def _message_content(ms: Any, artifact: bytes | None, artifact_digest: Digest | 
             raise VerificationError(f"bundle signs a {algorithm} digest, but a {artifact_digest.algorithm} digest"
                                     " was given", reason="artifact-digest")
         digest = bytes.fromhex(artifact_digest.hex)
-    if ms.message_digest is not None and ms.message_digest.digest != digest:
+    if ms.digest is not None and ms.digest != digest:
         raise VerificationError("bundle message digest does not match the artifact", reason="artifact-digest")
     return MessageContent(ms.signature, algorithm, digest)
 
@@ -414,15 +645,13 @@ def _signer(cert: x509.Certificate | None, policy: KeylessPolicy | KeyPolicy,
                             + ("s" if len(policy.keys) > 1 else ""), reason="signature")
 
 
-def _verify_timestamps(bundle: Any, trust: TrustMaterial, signature: bytes) -> list[datetime]:
-    tvd = bundle.verification_material.timestamp_verification_data
-    stamps = list(tvd.rfc3161_timestamps) if tvd is not None else []
-    if not stamps:
+def _verify_timestamps(bundle: ParsedBundle, trust: TrustMaterial, signature: bytes) -> list[datetime]:
+    raws = list(bundle.rfc3161_timestamps)
+    if not raws:
         return []
-    if len(stamps) > MAX_TIMESTAMPS:
-        raise VerificationError(f"bundle has {len(stamps)} signed timestamps (limit {MAX_TIMESTAMPS})",
+    if len(raws) > MAX_TIMESTAMPS:
+        raise VerificationError(f"bundle has {len(raws)} signed timestamps (limit {MAX_TIMESTAMPS})",
                                 reason="timestamp")
-    raws = [s.signed_timestamp for s in stamps]
     if len(set(raws)) != len(raws):
         raise VerificationError("bundle repeats a signed timestamp", reason="timestamp")
     if not trust.tsas:
@@ -460,20 +689,20 @@ def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _verify_entry(entry: Any, trust: TrustMaterial, signer: Signer, content: MessageContent | DsseContent,
+def _verify_entry(entry: TlogEntry, trust: TrustMaterial, signer: Signer, content: MessageContent | DsseContent,
                   tsa_times: Sequence[datetime]) -> datetime | None:
     """Verify one log entry; return its SET-backed integration time (Rekor v1) if it has one."""
-    log_key = trust.log_key(entry.log_id.key_id)
+    log_key = trust.log_key(entry.log_id)
     if log_key is None:
         raise VerificationError("log entry was not made by a transparency log in the trusted root"
-                                f" (log id {entry.log_id.key_id.hex()[:16]}…)", reason="tlog-key")
-    kind, version = entry.kind_version.kind, entry.kind_version.version
+                                f" (log id {entry.log_id.hex()[:16]}…)", reason="tlog-key")
+    kind, version = entry.kind, entry.version
     body = entry.canonicalized_body
     set_time: datetime | None = None
-    if entry.inclusion_promise is not None:
+    if entry.signed_entry_timestamp is not None:
         if not entry.integrated_time:
             raise VerificationError("log entry has an inclusion promise but no integrated time", reason="tlog-set")
-        tlog.verify_set(log_key, entry.inclusion_promise.signed_entry_timestamp, body=body,
+        tlog.verify_set(log_key, entry.signed_entry_timestamp, body=body,
                         integrated_time=entry.integrated_time, log_index=entry.log_index)
         set_time = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
     # The log key must have been valid when the entry was made (trusted root tlog validFor).
@@ -485,12 +714,12 @@ def _verify_entry(entry: Any, trust: TrustMaterial, signer: Signer, content: Mes
         if not log_key.valid_at(t):
             raise VerificationError(f"log key was not valid at {t.isoformat()} (trusted root validity window)",
                                     reason="tlog-key")
-    proof = entry.inclusion_proof
-    if proof.checkpoint is None:
+    if entry.checkpoint is None:
         raise VerificationError("log entry's inclusion proof has no checkpoint", reason="inclusion-proof")
-    tlog.verify_inclusion_proof(body=body, index=proof.log_index, tree_size=proof.tree_size,
-                                proof=proof.hashes, root=proof.root_hash)
-    tlog.verify_checkpoint(log_key, proof.checkpoint.envelope, tree_size=proof.tree_size, root_hash=proof.root_hash)
+    tlog.verify_inclusion_proof(body=body, index=entry.proof_log_index, tree_size=entry.proof_tree_size,
+                                proof=entry.proof_hashes, root=entry.proof_root_hash)
+    tlog.verify_checkpoint(log_key, entry.checkpoint, tree_size=entry.proof_tree_size,
+                           root_hash=entry.proof_root_hash)
     tlog.check_entry_body(body, kind, version, signer, content)
     return set_time
 
@@ -524,13 +753,7 @@ def _verify_certificate(cert: x509.Certificate, policy: KeylessPolicy, trust: Tr
             raise VerificationError(f"certificate was not valid at signing time {t.isoformat()}",
                                     reason="certificate-validity")
 
-    from sigstore._internal.sct import verify_sct
-    from sigstore.errors import Error as SigstoreError
-
-    try:
-        verify_sct(cert, chain, trust.ct_keyring())
-    except (SigstoreError, ValueError, x509.ExtensionNotFound) as e:
-        raise VerificationError(f"certificate's SCT does not verify: {e}", reason="sct") from e
+    verify_sct(cert, chain, trust.ct_keys)
 
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -541,6 +764,128 @@ def _verify_certificate(cert: x509.Certificate, policy: KeylessPolicy, trust: Tr
         raise VerificationError("certificate is not for code signing (KeyUsage/EKU)", reason="certificate-usage")
 
     return _check_policy(cert, policy)
+
+
+def verify_sct(cert: x509.Certificate, chain: Sequence[x509.Certificate], ct_keys: Sequence[CtLogKey],
+               now: datetime | None = None) -> None:
+    """The leaf's one embedded SCT must be signed by a CT log key of the trusted root (RFC 6962 §3.2).
+
+    The checks sigstore-python's ``verify_sct`` makes (its ``_internal/sct.py``), on our own
+    inputs: exactly one SCT; for a precertificate entry, the issuer (the chain's first
+    certificate, or the second when the first is a CT pre-issuer) must be a CA whose key is
+    ECDSA or RSA, and its SHA-256 SPKI hash joins the signed data with the TBS certificate
+    without the SCT list; the SCT must be SHA-256 and verify with the log key its log id
+    names (every listed key when none matches, as an unauthenticated hint should be).
+    Keys whose validity has not started at ``now`` are not offered, and expired ones are
+    (a log key signs SCTs for certificates that outlive it).
+    """
+    import struct
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.certificate_transparency import LogEntryType
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    def bad(why: str) -> VerificationError:
+        return VerificationError(f"certificate's SCT does not verify: {why}", reason="sct")
+
+    try:
+        scts = cert.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
+    except x509.ExtensionNotFound:
+        raise bad("the certificate has no signed certificate timestamp extension") from None
+    except ValueError as e:
+        raise bad(f"the SCT extension does not parse: {e}") from e
+    if len(scts) != 1:
+        raise bad(f"expected one certificate timestamp, found {len(scts)}")
+    sct = scts[0]
+    if sct.entry_type == LogEntryType.PRE_CERTIFICATE:
+        if not chain:
+            raise bad("no issuer certificate in the chain")
+        issuer = chain[0]
+        try:
+            if ExtendedKeyUsageOID.CERTIFICATE_TRANSPARENCY in issuer.extensions.get_extension_for_class(
+                    x509.ExtendedKeyUsage).value:
+                if len(chain) < 2:
+                    raise bad("the pre-issuer has no issuer in the chain")
+                issuer = chain[1]
+        except x509.ExtensionNotFound:
+            pass
+        if not _is_ca(issuer):
+            raise bad("the issuer certificate is not a CA")
+        issuer_key = issuer.public_key()
+        if not isinstance(issuer_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise bad("the issuer key is not ECDSA or RSA")
+        entry = hashlib.sha256(tlog.spki_der(issuer_key)).digest() + _u24(cert.tbs_precertificate_bytes)
+    elif sct.entry_type == LogEntryType.X509_CERTIFICATE:
+        entry = _u24(cert.public_bytes(serialization.Encoding.DER))
+    else:  # pragma: no cover - cryptography knows only these two
+        raise bad(f"unknown SCT entry type {sct.entry_type!r}")
+    if not isinstance(sct.signature_hash_algorithm, hashes.SHA256):
+        raise bad("only SHA-256 SCT signatures are accepted")
+    millis = int(sct.timestamp.replace(tzinfo=UTC).timestamp() * 1000)
+    # RFC 6962 §3.2 digitally-signed struct: version, signature_type certificate_timestamp(0),
+    # timestamp, entry type, the entry, extensions.
+    signed = (struct.pack("!BBQH", sct.version.value, 0, millis, sct.entry_type.value) + entry
+              + struct.pack("!H", len(sct.extension_bytes)) + sct.extension_bytes)
+    when = now or datetime.now(UTC)
+    keys = []
+    for ct in ct_keys:
+        if ct.valid_from is not None and when < ct.valid_from:
+            continue
+        loaded = _ct_key(ct)
+        if loaded is not None:
+            keys.append(loaded)
+    named = [k for k in keys if tlog.key_id(k[0]) == sct.log_id]
+    for key, algorithm in named or keys:
+        if tlog.verify_signature_with(key, sct.signature, signed, algorithm):
+            return
+    raise bad("no certificate-transparency log key in the trusted root verifies it")
+
+
+def _u24(data: bytes) -> bytes:
+    """TLS ``opaque<1..2^24-1>``: a 3-byte length, then the bytes."""
+    if not 0 < len(data) < 1 << 24:
+        raise VerificationError("certificate's SCT does not verify: certificate too large", reason="sct")
+    return len(data).to_bytes(3, "big") + data
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    """sigstore-python ``cert_is_ca``: v3, critical BasicConstraints CA and keyCertSign, both or neither."""
+    if cert.version != x509.Version.v3:
+        return False
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    if not constraints.critical:
+        return False
+    try:
+        cert_sign = cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca and cert_sign
+
+
+# protobuf-specs PublicKeyDetails -> the hash a CT log key signs with (sigstore-python ``Key``).
+_CT_KEY_HASHES: Final = {
+    "PKCS1_RSA_PKCS1V5": "sha256", "PKIX_RSA_PKCS1V15_2048_SHA256": "sha256",
+    "PKIX_RSA_PKCS1V15_3072_SHA256": "sha256", "PKIX_RSA_PKCS1V15_4096_SHA256": "sha256",
+    "PKIX_ECDSA_P256_SHA_256": "sha256", "PKIX_ECDSA_P384_SHA_384": "sha384", "PKIX_ECDSA_P521_SHA_512": "sha512",
+    "PKIX_ED25519": "",
+}
+
+
+def _ct_key(ct: CtLogKey) -> tuple[PublicKey, str] | None:
+    """The key and its hash, or None for a key type we cannot use (skipped, as sigstore-python does)."""
+    algorithm = _CT_KEY_HASHES.get(ct.key_details)
+    if algorithm is None:
+        return None
+    try:
+        key = serialization.load_der_public_key(ct.raw_bytes)
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    want = (rsa.RSAPublicKey if ct.key_details.startswith(("PKCS1_RSA", "PKIX_RSA")) else
+            ed25519.Ed25519PublicKey if ct.key_details == "PKIX_ED25519" else ec.EllipticCurvePublicKey)
+    return (key, algorithm) if isinstance(key, want) else None
 
 
 def _der_utf8(raw: bytes) -> str | None:

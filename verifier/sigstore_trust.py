@@ -11,8 +11,10 @@ sigstore-python 4.5.1 embeds, and ``--trusted-root`` pins any other.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +28,17 @@ from imgseal.errors import InvalidInputError
 from verifier.tlog import LogKey, PublicKey
 
 MAX_TRUSTED_ROOT_BYTES: Final = 4 << 20
+TRUSTED_ROOT_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+# protobuf-specs sigstore_common.proto HashAlgorithm / PublicKeyDetails (the names a root may use).
+_HASH_ALGORITHMS: Final = frozenset({"SHA2_256", "SHA2_384", "SHA2_512", "SHA3_256", "SHA3_384"})
+_KEY_DETAILS: Final = frozenset({
+    "PKCS1_RSA_PKCS1V5", "PKCS1_RSA_PSS", "PKIX_RSA_PKCS1V5", "PKIX_RSA_PSS",
+    "PKIX_RSA_PKCS1V15_2048_SHA256", "PKIX_RSA_PKCS1V15_3072_SHA256", "PKIX_RSA_PKCS1V15_4096_SHA256",
+    "PKIX_RSA_PSS_2048_SHA256", "PKIX_RSA_PSS_3072_SHA256", "PKIX_RSA_PSS_4096_SHA256",
+    "PKIX_ECDSA_P256_HMAC_SHA_256", "PKIX_ECDSA_P256_SHA_256", "PKIX_ECDSA_P384_SHA_384",
+    "PKIX_ECDSA_P521_SHA_512", "PKIX_ED25519", "PKIX_ED25519_PH", "PKIX_ECDSA_P384_SHA_256",
+    "PKIX_ECDSA_P521_SHA_256", "LMS_SHA256", "LMOTS_SHA256", "ML_DSA_65", "ML_DSA_87",
+})
 
 
 @dataclass(frozen=True)
@@ -41,13 +54,23 @@ class TimestampAuthority:
 
 
 @dataclass(frozen=True)
+class CtLogKey:
+    """A certificate-transparency log key, kept as listed: it is loaded only to check an SCT."""
+
+    raw_bytes: bytes
+    key_details: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+
+@dataclass(frozen=True)
 class TrustMaterial:
     """What verification needs from a trusted root, parsed once."""
 
     tlog_keys: tuple[LogKey, ...]
     fulcio_certs: tuple[x509.Certificate, ...]
     tsas: tuple[TimestampAuthority, ...]
-    inner: Any  # sigstore_models TrustedRoot: kept for the CT keyring (SCT verification)
+    ct_keys: tuple[CtLogKey, ...]
     source: str
 
     def log_key(self, log_id: bytes) -> LogKey | None:
@@ -55,13 +78,6 @@ class TrustMaterial:
             if k.log_id == log_id:
                 return k
         return None
-
-    def ct_keyring(self) -> Any:
-        """sigstore-python's CT keyring for ``verify_sct`` (imported lazily)."""
-        from sigstore._internal.trust import KeyringPurpose
-        from sigstore.models import TrustedRoot
-
-        return TrustedRoot(self.inner).ct_keyring(KeyringPurpose.VERIFY)
 
 
 def _load_key(raw: bytes, what: str) -> PublicKey:
@@ -74,45 +90,169 @@ def _load_key(raw: bytes, what: str) -> PublicKey:
     return key
 
 
+class _Bad(Exception):
+    """Where the trusted root breaks the schema."""
+
+
+def _obj(value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    # The rules sigstore-python's models applied (unknown members refused, required ones
+    # present; snake_case names accepted as proto3 JSON parsers do; null is absent).
+    if not isinstance(value, dict):
+        raise _Bad(f"{where}: expected an object")
+    allowed = set(required) | set(optional)
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        head, *rest = key.split("_")
+        name = key if key in allowed else head + "".join(p[:1].upper() + p[1:] for p in rest)
+        if name not in allowed:
+            raise _Bad(f"{where}.{key}: unknown field")
+        if name in out:
+            raise _Bad(f"{where}.{name}: given twice")
+        if item is not None:
+            out[name] = item
+    for name in required:
+        if name not in out:
+            raise _Bad(f"{where}.{name}: field required")
+    return out
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{where}: expected a string")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Bad(f"{where}: expected an array")
+    return value
+
+
+def _b64(value: Any, where: str) -> bytes:
+    import base64
+    import binascii
+
+    if not isinstance(value, str):
+        raise _Bad(f"{where}: expected base64 text")
+    text = value.replace("\r", "").replace("\n", "").rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Bad(f"{where}: invalid base64") from None
+
+
+def _time(value: Any, where: str) -> datetime:
+    """An RFC 3339 timestamp with an offset (proto3 JSON Timestamp); nanoseconds are truncated."""
+    import re
+
+    text = _str(value, where)
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if m is None:
+        raise _Bad(f"{where}: not an RFC 3339 timestamp: {text[:40]!r}")
+    fraction = f".{(m.group(2) or '0')[:6]:0<6}"
+    try:
+        when = datetime.fromisoformat(m.group(1) + fraction + m.group(3).replace("Z", "+00:00"))
+    except ValueError:
+        raise _Bad(f"{where}: not a valid time: {text[:40]!r}") from None
+    return when.astimezone(UTC)
+
+
+def _time_range(value: Any, where: str) -> tuple[datetime, datetime | None]:
+    r = _obj(value, where, ("start",), ("end",))
+    return _time(r["start"], f"{where}.start"), _time(r["end"], f"{where}.end") if "end" in r else None
+
+
+def _public_key(value: Any, where: str) -> tuple[bytes | None, str, tuple[datetime, datetime | None] | None]:
+    pk = _obj(value, where, ("keyDetails",), ("rawBytes", "validFor"))
+    details = _str(pk["keyDetails"], f"{where}.keyDetails")
+    if details not in _KEY_DETAILS:
+        raise _Bad(f"{where}.keyDetails: unknown key type {details[:40]!r}")
+    raw = _b64(pk["rawBytes"], f"{where}.rawBytes") if "rawBytes" in pk else None
+    valid = _time_range(pk["validFor"], f"{where}.validFor") if "validFor" in pk else None
+    return raw, details, valid
+
+
+def _log(value: Any, where: str) -> tuple[bytes | None, str, tuple[datetime, datetime | None] | None, bytes, str]:
+    t = _obj(value, where, ("baseUrl", "hashAlgorithm", "publicKey", "logId"), ("checkpointKeyId", "operator"))
+    base_url = _str(t["baseUrl"], f"{where}.baseUrl")
+    if _str(t["hashAlgorithm"], f"{where}.hashAlgorithm") not in _HASH_ALGORITHMS:
+        raise _Bad(f"{where}.hashAlgorithm: unknown algorithm")
+    raw, details, valid = _public_key(t["publicKey"], f"{where}.publicKey")
+    log_id = _b64(_obj(t["logId"], f"{where}.logId", ("keyId",))["keyId"], f"{where}.logId.keyId")
+    if "checkpointKeyId" in t:
+        _b64(_obj(t["checkpointKeyId"], f"{where}.checkpointKeyId", ("keyId",))["keyId"],
+             f"{where}.checkpointKeyId.keyId")
+    if "operator" in t:
+        _str(t["operator"], f"{where}.operator")
+    return raw, details, valid, log_id, base_url
+
+
+def _authority(value: Any, where: str, source: str) -> tuple[list[x509.Certificate], datetime, datetime | None]:
+    ca = _obj(value, where, ("subject", "certChain", "validFor"), ("uri", "operator"))
+    subject = _obj(ca["subject"], f"{where}.subject", ("organization", "commonName"))
+    for name, item in subject.items():
+        _str(item, f"{where}.subject.{name}")
+    for name in ("uri", "operator"):
+        if name in ca:
+            _str(ca[name], f"{where}.{name}")
+    chain = _obj(ca["certChain"], f"{where}.certChain", (), ("certificates",))
+    raws = [_b64(_obj(c, f"{where}.certChain.certificates[{i}]", ("rawBytes",))["rawBytes"],
+                 f"{where}.certChain.certificates[{i}].rawBytes")
+            for i, c in enumerate(_list(chain.get("certificates"), f"{where}.certChain.certificates"))]
+    start, end = _time_range(ca["validFor"], f"{where}.validFor")
+    return _certs(raws, source), start, end
+
+
 def parse_trusted_root(data: bytes, *, source: str = "trusted root") -> TrustMaterial:
-    """Parse trusted-root JSON; raise :class:`InvalidInputError` naming what is wrong."""
+    """Parse trusted-root JSON; raise :class:`InvalidInputError` naming what is wrong.
+
+    Read straight from JSON: sigstore-python's pydantic models cost ~0.3 s of imports per
+    run for this one document. They enforced the rules :func:`_obj` applies.
+    """
     if len(data) > MAX_TRUSTED_ROOT_BYTES:
         raise InvalidInputError(f"{source}: larger than {MAX_TRUSTED_ROOT_BYTES} bytes")
-    from pydantic import ValidationError
-    from sigstore_models.trustroot.v1 import TrustedRoot as _TrustedRoot
-
     try:
-        inner = _TrustedRoot.from_json(data)
-    except (ValidationError, ValueError) as e:
-        first = str(e).splitlines()
-        raise InvalidInputError(f"{source} is not a valid trusted root: {' '.join(first[:3])[:200]}") from e
-    if inner.media_type != "application/vnd.dev.sigstore.trustedroot+json;version=0.1":
-        raise InvalidInputError(f"{source}: unsupported media type {inner.media_type!r}")
-    tlog_keys: list[LogKey] = []
-    for i, tlog in enumerate(inner.tlogs):
-        pk = tlog.public_key
-        if not pk.raw_bytes or pk.valid_for is None:
-            # A key without a validity start cannot be bounded in time: refuse it
-            # (conformance case trust-root-tlog-missing-validity-start_fail).
-            raise InvalidInputError(f"{source}: tlog {i} has no public key or no validity window")
-        tlog_keys.append(LogKey(log_id=tlog.log_id.key_id, key=_load_key(pk.raw_bytes, f"tlog {i}"),
-                                valid_from=pk.valid_for.start, valid_until=pk.valid_for.end,
-                                base_url=tlog.base_url))
-    fulcio: list[x509.Certificate] = []
-    for ca in inner.certificate_authorities:
-        fulcio.extend(_certs(ca.cert_chain.certificates, source))
-    tsas = tuple(
-        TimestampAuthority(tuple(_certs(t.cert_chain.certificates, source)), t.valid_for.start, t.valid_for.end)
-        for t in inner.timestamp_authorities
-    )
-    return TrustMaterial(tuple(tlog_keys), tuple(fulcio), tsas, inner, source)
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"{source} is not a valid trusted root: not JSON: {e}"[:250]) from e
+    try:
+        root = _obj(doc, "trustedRoot", ("mediaType", "tlogs", "certificateAuthorities", "ctlogs"),
+                    ("timestampAuthorities",))
+        media_type = _str(root["mediaType"], "mediaType")
+        if media_type != TRUSTED_ROOT_MEDIA_TYPE:
+            raise InvalidInputError(f"{source}: unsupported media type {media_type[:80]!r}")
+        tlog_keys: list[LogKey] = []
+        for i, item in enumerate(_list(root["tlogs"], "tlogs")):
+            raw, _, valid, log_id, base_url = _log(item, f"tlogs[{i}]")
+            if not raw or valid is None:
+                # A key without a validity start cannot be bounded in time: refuse it
+                # (conformance case trust-root-tlog-missing-validity-start_fail).
+                raise InvalidInputError(f"{source}: tlog {i} has no public key or no validity window")
+            tlog_keys.append(LogKey(log_id=log_id, key=_load_key(raw, f"tlog {i}"), valid_from=valid[0],
+                                    valid_until=valid[1], base_url=base_url))
+        ct_keys: list[CtLogKey] = []
+        for i, item in enumerate(_list(root["ctlogs"], "ctlogs")):
+            raw, details, valid, _, _ = _log(item, f"ctlogs[{i}]")
+            if raw:
+                ct_keys.append(CtLogKey(raw, details, valid[0] if valid else None, valid[1] if valid else None))
+        fulcio: list[x509.Certificate] = []
+        for i, item in enumerate(_list(root["certificateAuthorities"], "certificateAuthorities")):
+            fulcio.extend(_authority(item, f"certificateAuthorities[{i}]", source)[0])
+        tsas = tuple(TimestampAuthority(tuple(chain), start, end) for chain, start, end in (
+            _authority(item, f"timestampAuthorities[{i}]", source)
+            for i, item in enumerate(_list(root.get("timestampAuthorities"), "timestampAuthorities"))))
+    except _Bad as e:
+        raise InvalidInputError(f"{source} is not a valid trusted root: {e}"[:300]) from None
+    return TrustMaterial(tuple(tlog_keys), tuple(fulcio), tsas, tuple(ct_keys), source)
 
 
-def _certs(items: Any, source: str) -> list[x509.Certificate]:
+def _certs(items: list[bytes], source: str) -> list[x509.Certificate]:
     out: list[x509.Certificate] = []
-    for c in items:
+    for raw in items:
         try:
-            out.append(x509.load_der_x509_certificate(c.raw_bytes))
+            out.append(x509.load_der_x509_certificate(raw))
         except ValueError as e:
             raise InvalidInputError(f"{source}: a certificate does not parse: {e}") from e
     return out
@@ -126,6 +266,13 @@ def load_trusted_root(path: Path | None = None, *, staging: bool = False) -> Tru
         except OSError as e:
             raise InvalidInputError(f"cannot read trusted root {path}: {e.strerror or e}") from e
         return parse_trusted_root(data, source=f"trusted root {path}")
+    return _embedded_root(staging)
+
+
+@lru_cache(maxsize=2)
+def _embedded_root(staging: bool) -> TrustMaterial:
+    # The embedded roots never change in a process: parse each once (the gate and the
+    # webhook verify many bundles against the same root).
     name = "trusted_root.staging.json" if staging else "trusted_root.production.json"
     data = resources.files("verifier").joinpath("data", name).read_bytes()
     return parse_trusted_root(data, source=f"embedded {'staging' if staging else 'production'} trusted root")

@@ -95,6 +95,28 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
     return True
 
 
+def verify_signature_with(key: PublicKey, signature: bytes, data: bytes, algorithm: str) -> bool:
+    """Like :func:`verify_signature`, with the hash named by the key's listing (``sha256``…; ``""`` for Ed25519).
+
+    A trusted root pairs each log key with its hash (``PublicKeyDetails``), which need not be
+    the curve's default: the listing decides.
+    """
+    algo: hashes.HashAlgorithm | None = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                                         "sha512": hashes.SHA512()}.get(algorithm)
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey) and algo is not None:
+            key.verify(signature, data, ec.ECDSA(algo))
+        elif isinstance(key, rsa.RSAPublicKey) and algo is not None:
+            key.verify(signature, data, padding.PKCS1v15(), algo)
+        elif isinstance(key, ed25519.Ed25519PublicKey) and not algorithm:
+            key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def verify_prehashed_signature(key: PublicKey, signature: bytes, digest: bytes, algorithm: str) -> bool:
     """True when ``signature`` is ``key``'s signature over the message whose ``algorithm`` digest is ``digest``.
 

@@ -1,0 +1,128 @@
+"""Our own bundle / trusted-root parsing and SCT check (they replaced sigstore-python's models)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from imgseal.errors import InvalidInputError, VerificationError
+from verifier.sigstore_bundle import load_bundle_json, parse_bundle, verify_sct
+from verifier.sigstore_trust import CtLogKey, load_trusted_root, parse_trusted_root
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "sigstore-conformance"
+V03 = DATA / "happy-path-v0.3" / "bundle.sigstore.json"
+
+
+def _doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(V03.read_bytes())
+    return doc
+
+
+def _malformed(doc: dict[str, Any]) -> str:
+    with pytest.raises(InvalidInputError) as info:
+        parse_bundle(doc)
+    assert info.value.reason == "bundle-malformed"
+    return info.value.message
+
+
+def test_parses_happy_bundle() -> None:
+    b = parse_bundle(load_bundle_json(V03.read_bytes()))
+    assert b.material == "certificate" and len(b.certificates) == 1 and len(b.tlog_entries) == 1
+    assert b.message_signature is not None and b.message_signature.digest_algorithm == "SHA2_256"
+    assert b.tlog_entries[0].proof_tree_size > b.tlog_entries[0].proof_log_index
+
+
+def test_schema_rules() -> None:
+    doc = _doc()
+    doc["verificationMaterial"]["extra"] = 1
+    assert "unknown field" in _malformed(doc)
+    doc = _doc()
+    doc["verificationMaterial"]["tlogEntries"][0]["logIndex"] = "-1"
+    assert "unsigned 64-bit" in _malformed(doc)
+    doc = _doc()
+    doc["verificationMaterial"]["tlogEntries"][0]["logIndex"] = 5  # a JSON number is a 64-bit int too
+    parse_bundle(doc)
+    doc = _doc()
+    proof = doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+    proof["logIndex"] = proof["treeSize"]
+    assert "less than treeSize" in _malformed(doc)
+    doc = _doc()
+    doc["messageSignature"]["signature"] = "a*b="
+    assert "invalid base64" in _malformed(doc)
+    doc = _doc()
+    doc["dsseEnvelope"] = {"payload": "", "payloadType": "x", "signatures": []}
+    assert "exactly one of messageSignature or dsseEnvelope" in _malformed(doc)
+    doc = _doc()
+    doc["verificationMaterial"]["publicKey"] = {"hint": "k"}
+    assert "exactly one of publicKey" in _malformed(doc)
+    doc = _doc()
+    del doc["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]
+    assert "canonicalizedBody: field required" in _malformed(doc)
+
+
+def test_base64_forms_and_snake_case_names_are_protobuf_json() -> None:
+    doc = _doc()
+    sig = doc["messageSignature"]["signature"]
+    raw = base64.b64decode(sig)
+    doc["message_signature"] = {"signature": base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    del doc["messageSignature"]
+    b = parse_bundle(doc)
+    assert b.message_signature is not None and b.message_signature.signature == raw
+    doc["messageSignature"] = {"signature": sig}
+    assert "given twice" in _malformed(doc)
+
+
+def test_trusted_root_rules() -> None:
+    good = json.loads((DATA / "intoto-with-custom-trust-root" / "trusted_root.json").read_bytes())
+    trust = parse_trusted_root(json.dumps(good).encode())
+    assert trust.tlog_keys and trust.fulcio_certs and trust.ct_keys
+    for mutate, text in (
+        (lambda d: d.update(extra=1), "unknown field"),
+        (lambda d: d["certificateAuthorities"][0].pop("validFor"), "validFor: field required"),
+        (lambda d: d["tlogs"][0]["publicKey"].update(keyDetails="NOPE"), "unknown key type"),
+        (lambda d: d["ctlogs"][0]["publicKey"]["validFor"].update(start="yesterday"), "RFC 3339"),
+    ):
+        doc = json.loads(json.dumps(good))
+        mutate(doc)
+        with pytest.raises(InvalidInputError, match=text):
+            parse_trusted_root(json.dumps(doc).encode())
+
+
+def _leaf_and_chain() -> tuple[x509.Certificate, list[x509.Certificate]]:
+    doc = _doc()
+    leaf = x509.load_der_x509_certificate(base64.b64decode(doc["verificationMaterial"]["certificate"]["rawBytes"]))
+    trust = load_trusted_root()
+    issuer = next(c for c in trust.fulcio_certs if c.subject == leaf.issuer)
+    chain = [issuer, *(c for c in trust.fulcio_certs if c.subject == issuer.issuer and c != issuer)]
+    return leaf, chain
+
+
+def test_sct_verifies_with_the_ct_log_key_only() -> None:
+    leaf, chain = _leaf_and_chain()
+    trust = load_trusted_root()
+    verify_sct(leaf, chain, trust.ct_keys)
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for keys in ((), (CtLogKey(other, "PKIX_ECDSA_P256_SHA_256", None, None),),
+                 # the right key, listed under a hash it does not sign with
+                 tuple(CtLogKey(k.raw_bytes, "PKIX_ECDSA_P384_SHA_384", k.valid_from, k.valid_until)
+                       for k in trust.ct_keys)):
+        with pytest.raises(VerificationError) as info:
+            verify_sct(leaf, chain, keys)
+        assert info.value.reason == "sct"
+    # A key whose validity has not started is not offered.
+    future = tuple(CtLogKey(k.raw_bytes, k.key_details, k.valid_from, None) for k in trust.ct_keys)
+    from datetime import timedelta
+
+    earliest = min(k.valid_from for k in future if k.valid_from is not None)
+    with pytest.raises(VerificationError):
+        verify_sct(leaf, chain, future, now=earliest - timedelta(days=1))
+    with pytest.raises(VerificationError):
+        verify_sct(leaf, [], trust.ct_keys)  # no issuer to bind the precertificate to
