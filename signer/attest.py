@@ -17,8 +17,15 @@ the certificate would travel in layer annotations we do not write.
 ``--replace`` removes the earlier attestations of the same predicate type that the same
 signer made, and only **after** the new one is attached, so a reader never sees the image
 without an attestation of that type. "Same signer" is decided by verifying each candidate's
-envelope (:data:`OwnershipCheck`), never by the unauthenticated keyid hint; "same type" is
-read from the signed statement, never only from the annotation.
+envelope (:data:`OwnershipCheck`, a key) or whole bundle (:class:`BundleOwnership`, a
+keyless identity: certificate chain, transparency log and SAN + issuer), never by the
+unauthenticated keyid hint; "same type" is read from the signed statement, never only from
+the annotation.
+
+Keyless attestations are read back by a verifier that refuses bundles over
+:data:`imgseal.payloads.MAX_BUNDLE_BYTES` (16 MiB, as sigstore-go and our
+:mod:`verifier.sigstore_bundle`), so ``attest(..., bundle_limit=...)`` refuses a statement
+that could not fit **before** anything is signed or logged to Rekor.
 """
 
 from __future__ import annotations
@@ -51,6 +58,11 @@ MAX_PREDICATE_BYTES: Final = MAX_ENVELOPE_BYTES
 #: Room for the bundle wrapper (media type, key hint) around the envelope.
 _BUNDLE_OVERHEAD: Final = 1 << 20
 
+#: Room, in a keyless bundle, for everything but the base64 statement: the Fulcio certificate,
+#: the Rekor entry (canonicalized body, inclusion proof, checkpoint, SET) and RFC 3161
+#: timestamps. Real ones total a few KiB; 64 KiB leaves a wide margin.
+KEYLESS_BUNDLE_OVERHEAD: Final = 64 << 10
+
 BundleSigner = Callable[[bytes], bytes]
 """Signs a DSSE payload (in-toto statement bytes, payloadType in-toto) and returns Sigstore bundle JSON.
 
@@ -60,6 +72,22 @@ Rekor and returns the bundle fits here unchanged.
 
 OwnershipCheck = Callable[[Envelope], bool]
 """True when an existing envelope was signed by "us" (the signer of the new attestation)."""
+
+
+@dataclass(frozen=True)
+class BundleOwnership:
+    """Ownership proven on the whole Sigstore bundle (raw JSON), not the bare envelope.
+
+    Keyless signatures cannot be checked from the envelope alone: who signed is in the bundle's
+    certificate, and trusting it takes the chain, the transparency log entry and the signing
+    time. ``check(raw_bundle)`` is true only when all of that verifies for "our" identity.
+    Legacy ``.att`` layers (bare envelopes, no certificate) are never ours under this check.
+    """
+
+    check: Callable[[bytes], bool]
+
+
+Ownership = OwnershipCheck | BundleOwnership
 
 Format = Literal["bundle", "legacy"]
 
@@ -139,18 +167,25 @@ def attest(
     signer: BundleSigner | None = None,
     key: PrivateKey | None = None,
     fmt: Format = "bundle",
-    replace: OwnershipCheck | None = None,
+    replace: Ownership | None = None,
+    bundle_limit: int | None = None,
 ) -> Attestation:
     """Sign an in-toto statement (subject = ``subject.digest``) and attach it beside the image.
 
     ``predicate_type`` may be a short alias; it is resolved to its URI. For ``fmt="bundle"``
     give ``signer`` (or ``key``, which makes :func:`key_bundle_signer`); ``fmt="legacy"``
-    needs ``key``. With ``replace``, earlier attestations of the same type for which
-    ``replace(envelope)`` is true are removed after the new one is attached.
+    needs ``key``. With ``replace``, earlier attestations of the same type that it accepts
+    are removed after the new one is attached. ``bundle_limit`` (keyless signers: pass
+    :data:`imgseal.payloads.MAX_BUNDLE_BYTES`) refuses, before signing, a statement whose
+    bundle would exceed it, and checks the signed bundle again before attaching it.
     """
     statement = image_statement(name, subject.digest, predicate_type, predicate)
     payload = statement.to_bytes()
     _check_size(payload)
+    if bundle_limit is not None:
+        if fmt != "bundle":
+            raise UsageError("a bundle size limit applies to --format bundle only", reason="format")
+        check_bundle_fits(len(payload), bundle_limit)
     if fmt == "legacy":
         if key is None:
             raise UsageError("--format legacy needs --key: legacy .att attestations are key-signed",
@@ -168,6 +203,10 @@ def attest(
                 raise UsageError("give --key KEY to sign the attestation", reason="no-signer")
             signer = key_bundle_signer(key)
         bundle = signer(payload)
+        if bundle_limit is not None and len(bundle) > bundle_limit:
+            # The estimate above should make this unreachable; never attach what cannot verify.
+            raise InvalidInputError(f"the signed bundle is {len(bundle)} bytes, over the {bundle_limit}-byte limit "
+                                    "verifiers accept; nothing was attached", reason="predicate-too-large")
         desc = attach_bundle(store, subject, bundle, statement.predicate_type)
         keep, new_referrer, artifact = Digest.of(bundle), desc.digest, str(desc.digest)
     else:
@@ -183,7 +222,7 @@ def remove_earlier(
     store: Store,
     subject: Digest,
     predicate_type: str,
-    ours: OwnershipCheck,
+    ours: Ownership,
     *,
     keep_referrer: Digest | None,
     keep_layer: Digest | None,
@@ -197,17 +236,16 @@ def remove_earlier(
     removed: list[str] = []
     for att in attach.discover(store, subject):
         if att.found_via == attach.VIA_LEGACY_ATT:
-            removed += _rewrite_legacy_att(store, subject, predicate_type, ours, keep_layer)
+            if not isinstance(ours, BundleOwnership):  # bare envelopes carry no certificate
+                removed += _rewrite_legacy_att(store, subject, predicate_type, ours, keep_layer)
             continue
         if att.digest == keep_referrer or att.artifact_type not in BUNDLE_MEDIA_TYPES:
             continue
         if att.manifest.annotations.get(BUNDLE_PREDICATE_ANNOTATION) != predicate_type:
             continue
-        envelopes = []
-        for layer in att.manifest.layers:
-            if layer.media_type in BUNDLE_MEDIA_TYPES:
-                envelopes.append(_bundle_envelope(store, layer))
-        if envelopes and all(e is not None and _is_ours(e, predicate_type, subject, ours) for e in envelopes):
+        verdicts = [_bundle_is_ours(store, layer, predicate_type, subject, ours)
+                    for layer in att.manifest.layers if layer.media_type in BUNDLE_MEDIA_TYPES]
+        if verdicts and all(verdicts):
             attach.detach(store, subject, att)
             removed.append(str(att.digest))
     return tuple(removed)
@@ -255,13 +293,22 @@ def _legacy_config(layers: list[Descriptor]) -> bytes:
     })
 
 
-def _bundle_envelope(store: Store, layer: Descriptor) -> Envelope | None:
+def _bundle_is_ours(store: Store, layer: Descriptor, predicate_type: str, subject: Digest, ours: Ownership) -> bool:
     try:
-        summary = summarise_bundle(store.get_blob(layer, max_bytes=MAX_ENVELOPE_BYTES + _BUNDLE_OVERHEAD),
-                                   max_bytes=MAX_ENVELOPE_BYTES + _BUNDLE_OVERHEAD)
+        raw = store.get_blob(layer, max_bytes=MAX_ENVELOPE_BYTES + _BUNDLE_OVERHEAD)
+        summary = summarise_bundle(raw, max_bytes=MAX_ENVELOPE_BYTES + _BUNDLE_OVERHEAD)
     except Error:
-        return None
-    return summary.envelope
+        return False
+    if summary.envelope is None:
+        return False
+    if isinstance(ours, BundleOwnership):
+        try:
+            owned = ours.check(raw)
+        except Error:
+            return False
+        # The statement is still read from the envelope: same type, same subject.
+        return owned and _is_ours(summary.envelope, predicate_type, subject, lambda _: True)
+    return _is_ours(summary.envelope, predicate_type, subject, ours)
 
 
 def _legacy_is_ours(store: Store, layer: Descriptor, predicate_type: str, subject: Digest,
@@ -292,6 +339,23 @@ def _check_size(payload: bytes) -> None:
             f"the signed statement would be a {envelope_size >> 20} MiB DSSE envelope, over the "
             f"{MAX_ENVELOPE_BYTES >> 20} MiB limit verifiers accept",
             hint=f"predicates up to about {MAX_ENVELOPE_BYTES * 3 // 4 >> 20} MiB fit",
+            reason="predicate-too-large",
+        )
+
+
+def check_bundle_fits(payload_size: int, limit: int) -> None:
+    """Refuse (before signing) a statement whose keyless bundle would exceed ``limit`` bytes.
+
+    The bundle carries the statement base64-encoded inside the DSSE envelope (4/3 of it) plus
+    :data:`KEYLESS_BUNDLE_OVERHEAD` of certificate, log entry and timestamps.
+    """
+    estimate = (payload_size + 2) // 3 * 4 + KEYLESS_BUNDLE_OVERHEAD
+    if estimate > limit:
+        fits = (limit - KEYLESS_BUNDLE_OVERHEAD) * 3 // 4
+        raise InvalidInputError(
+            f"the signed statement is {payload_size} bytes; as a Sigstore bundle it would be about {estimate} bytes, "
+            f"over the {limit >> 20} MiB limit bundle verifiers accept",
+            hint=f"keyless attestations fit statements up to about {fits >> 20} MiB; sign larger ones with --key",
             reason="predicate-too-large",
         )
 

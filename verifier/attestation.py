@@ -23,13 +23,15 @@ signature.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from imgseal import attach
 from imgseal.digest import Digest
 from imgseal.dsse import ENVELOPE_MEDIA_TYPE, MAX_ENVELOPE_BYTES, Envelope, verify_envelope
-from imgseal.errors import Error, VerificationError
+from imgseal.errors import Error, InvalidInputError, VerificationError
 from imgseal.intoto import Statement
 from imgseal.manifest import Descriptor
 from imgseal.payloads import BUNDLE_MEDIA_TYPES, BUNDLE_PREDICATE_ANNOTATION, BundleSummary, summarise_bundle
@@ -37,6 +39,8 @@ from imgseal.store.base import Store
 from keys import PublicKey
 from verifier.attestation_checks import ProvenanceFacts, WhereCondition, check_slsa, check_where
 from verifier.image import check_bundle_statement, key_verifiers
+from verifier.sigstore_bundle import KeylessPolicy, verify_bundle
+from verifier.sigstore_trust import TrustMaterial, load_trusted_root, parse_trusted_root
 
 #: Layer annotation of cosign's legacy ``.att`` layers.
 LEGACY_PREDICATE_ANNOTATION = "predicateType"
@@ -231,3 +235,71 @@ def _verify_with_keys(envelope: Envelope, verifiers: Mapping[str, Callable[[byte
         raise VerificationError("attestation signature does not verify with any given key",
                                 reason="no-matching-signature") from e
     return sorted(accepted)[0]
+
+
+# --- keyless ownership (``imgseal attest --keyless --replace``) ---------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateIdentity:
+    """Who a verified Sigstore certificate names: its SAN and its OIDC issuer."""
+
+    identity: str
+    issuer: str
+
+
+def bundle_identity(bundle: bytes, trust: TrustMaterial) -> CertificateIdentity:
+    """Verify a certificate bundle completely (offline) and return the identity it proves.
+
+    Any identity is accepted here (the regexps match everything); what matters is that the
+    chain, log entry and signing time verify, so the identity returned is one Fulcio certified.
+    Raises :class:`VerificationError` (or the verifier's own errors) when it does not verify.
+    """
+    result = verify_bundle(bundle, policy=KeylessPolicy(identity_regexp=".*", issuer_regexp=".*"),
+                           expect_dsse=True, trusted_root=trust)
+    if result.certificate_identity is None or result.certificate_issuer is None:
+        raise VerificationError("the bundle is not signed with a certificate naming an identity and issuer",
+                                reason="verification-material")
+    return CertificateIdentity(result.certificate_identity, result.certificate_issuer)
+
+
+def signed_by_identity(identity: CertificateIdentity, trust: TrustMaterial) -> Callable[[bytes], bool]:
+    """A bundle check: true when a bundle verifies completely for exactly this SAN and issuer.
+
+    Used to decide which earlier keyless attestations are "ours" for ``--replace``: an
+    attestation signed by anyone else, or one that does not verify against ``trust``, is
+    never removed.
+    """
+    policy = KeylessPolicy(identity=identity.identity, issuer=identity.issuer)
+
+    def check(bundle: bytes) -> bool:
+        try:
+            verify_bundle(bundle, policy=policy, expect_dsse=True, trusted_root=trust)
+        except Error:
+            return False
+        return True
+
+    return check
+
+
+def trust_from_client_config(path: Path) -> TrustMaterial:
+    """The trusted root inside a Sigstore ClientTrustConfig file (its ``trustedRoot`` member)."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"cannot read --trust-config {path}: {e}", reason="trust-config") from e
+    root = doc.get("trustedRoot") if isinstance(doc, dict) else None
+    if not isinstance(root, dict):
+        raise InvalidInputError(f"--trust-config {path} has no trustedRoot object", reason="trust-config")
+    return parse_trusted_root(json.dumps(root).encode(), source=f"trusted root in {path}")
+
+
+def signing_instance_trust(trust_config: Path | None, staging: bool) -> TrustMaterial:
+    """The trusted root matching the instance a keyless signature was made with.
+
+    A ``--trust-config`` file carries its own root; production and staging use the embedded
+    roots (offline).
+    """
+    if trust_config is not None:
+        return trust_from_client_config(trust_config)
+    return load_trusted_root(None, staging=staging)

@@ -15,13 +15,15 @@ by pulling every signature once per key (policy-controller #278). So:
   Kyverno does (60 min). A tag is never cached: it is resolved on every run.
 
 Each requirement type is one small function (``_check_*``) calling the verifier module that
-owns it: :mod:`verifier.image` (keys), :mod:`verifier.keyless`, :mod:`verifier.attestation`.
+owns it: :mod:`verifier.image` (keys), :mod:`verifier.keyless`, :mod:`verifier.attestation`,
+:mod:`verifier.notation_image`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -38,13 +40,15 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 from imgseal import attach
 from imgseal.digest import Digest
 from imgseal.errors import Error, InvalidInputError, UndecidableError, UsageError, VerificationError
-from imgseal.manifest import Descriptor, Manifest
+from imgseal.manifest import MANIFEST_TYPES, Descriptor, Manifest
 from imgseal.reference import Reference
 from imgseal.store import StoreFactory
 from imgseal.store.base import Store
+from imgseal.store.registry import ACCEPT_MANIFESTS, RegistryStore
 from verifier.policy import (
     AttestationRequirement,
     KeylessSigner,
+    NotationRequirement,
     Policy,
     PolicyKey,
     Rule,
@@ -145,21 +149,78 @@ def _find(obj: Any, prefix: str, where: str, sites: list[ImageSite]) -> None:
                 raise InvalidInputError(f"{where}: {kind} {name}: {list_name}[{i}] has no image string",
                                         reason="invalid-manifest")
             line = 0
-            lc = getattr(container, "lc", None)
-            if lc is not None:
-                with contextlib.suppress(KeyError, TypeError, AttributeError):
-                    line = int(lc.value("image")[0]) + 1
+            if isinstance(container, _LineDict):
+                line = container.value_lines.get("image", -1) + 1
+            else:
+                lc = getattr(container, "lc", None)
+                if lc is not None:
+                    with contextlib.suppress(KeyError, TypeError, AttributeError):
+                        line = int(lc.value("image")[0]) + 1
             sites.append(ImageSite(image, f"{spec_pointer}/{list_name}/{i}/image", kind, name, line))
 
 
 @dataclass
 class ManifestFile:
-    """A YAML stream read with ruamel's round-trip loader (so it can be written back with comments)."""
+    """A YAML stream and the images in it.
+
+    ``round_trip`` tells how ``documents`` were read: ruamel's round-trip loader (so they
+    can be written back with comments, for ``--pin``), or the fast loader (PyYAML's libyaml
+    parser), which is enough to find images. :func:`render_pinned` re-reads a fast-loaded
+    file in round-trip form when it needs to.
+    """
 
     path: str  # "-" for stdin
     text: str
     documents: list[Any]
     sites: list[list[ImageSite]] = field(default_factory=list)  # per document
+    round_trip: bool = True
+
+
+class _LineDict(dict[Any, Any]):
+    """A mapping from the fast loader that remembers the 0-based line of each value (for reports)."""
+
+    value_lines: dict[Any, int]
+
+
+@functools.cache
+def _fast_loader() -> Any:
+    """A PyYAML SafeLoader on libyaml (``CSafeLoader``) whose mappings record value lines.
+
+    Reading 100 Deployments with ruamel's pure-Python round-trip loader takes ~0.6 s, most of
+    a warm gate run; libyaml parses the same in a few milliseconds. Two differences from the
+    round-trip loader are closed here or fail closed: duplicate keys are refused (as ruamel
+    and kubectl's strict decoding do: the API server must not see another ``image`` than we
+    checked), and YAML 1.1 scalars such as ``1:20`` (sexagesimal) become numbers, so such an
+    ``image`` is refused as "no image string" rather than checked as something else.
+    """
+    import yaml
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc]
+        pass
+
+    def construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[_LineDict]:
+        data = _LineDict()
+        data.value_lines = {}
+        yield data
+        loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=False)
+            try:
+                hash(key)
+            except TypeError as e:
+                raise yaml.constructor.ConstructorError(None, None, "unhashable mapping key",
+                                                        key_node.start_mark) from e
+            if key in data:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {str(key)[:60]!r}",
+                                                        key_node.start_mark)
+            data[key] = loader.construct_object(value_node, deep=False)
+            data.value_lines[key] = value_node.start_mark.line
+
+    Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
+    return Loader
+
 
 
 def _yaml_rt() -> Any:
@@ -171,27 +232,47 @@ def _yaml_rt() -> Any:
     return y
 
 
-def read_manifest(path: str, text: str) -> ManifestFile:
+def _load_fast(path: str, text: str) -> list[Any]:
+    import yaml
+
+    try:
+        return list(yaml.load_all(text, Loader=_fast_loader()))  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        raise InvalidInputError(f"{where}: not valid YAML: {e.problem or e.context}", reason="invalid-manifest") from e
+    except (yaml.YAMLError, RecursionError) as e:
+        raise InvalidInputError(f"{path}: not valid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                                reason="invalid-manifest") from e
+
+
+def _load_round_trip(path: str, text: str) -> list[Any]:
     from ruamel.yaml.error import YAMLError
 
     try:
-        documents = list(_yaml_rt().load_all(text))
+        return list(_yaml_rt().load_all(text))
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InvalidInputError(f"{where}: not valid YAML: {problem}", reason="invalid-manifest") from e
-    mf = ManifestFile(path, text, documents)
+
+
+def read_manifest(path: str, text: str, *, round_trip: bool = False) -> ManifestFile:
+    """Parse one YAML stream and find its images; ``round_trip`` keeps comments for writing back."""
+    documents = _load_round_trip(path, text) if round_trip else _load_fast(path, text)
+    mf = ManifestFile(path, text, documents, round_trip=round_trip)
     mf.sites = [find_images(doc, where=f"{path} document {i + 1}") for i, doc in enumerate(documents)]
     return mf
 
 
-def collect_manifests(paths: Sequence[str], stdin: Callable[[], str] | None = None) -> list[ManifestFile]:
+def collect_manifests(paths: Sequence[str], stdin: Callable[[], str] | None = None, *,
+                      round_trip: bool = False) -> list[ManifestFile]:
     """Read files, directories (``*.yaml``, ``*.yml``, ``*.json``, recursively, sorted) and ``-`` (stdin)."""
     files: list[ManifestFile] = []
     for given in paths:
         if given == "-":
-            files.append(read_manifest("-", (stdin or sys.stdin.read)()))
+            files.append(read_manifest("-", (stdin or sys.stdin.read)(), round_trip=round_trip))
             continue
         p = Path(given)
         if p.is_dir():
@@ -210,7 +291,7 @@ def collect_manifests(paths: Sequence[str], stdin: Callable[[], str] | None = No
                 text = f.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise InvalidInputError(f"cannot read {f}: {e}", reason="invalid-manifest") from e
-            files.append(read_manifest(str(f), text))
+            files.append(read_manifest(str(f), text, round_trip=round_trip))
     return files
 
 
@@ -427,6 +508,47 @@ class CachingStore:
         raise UsageError("the gate never writes to registries")
 
 
+# --- tag resolution ---------------------------------------------------------------------------
+
+
+def head_manifest(store: Store, tag: str) -> Descriptor | None:
+    """What a registry says ``tag`` points to, from a HEAD request; None when it does not say.
+
+    distribution-spec "Checking if content exists": HEAD answers with the headers of the GET
+    (``Docker-Content-Digest``, ``Content-Type``, ``Content-Length``) and no body. A warm
+    gate run needs only the digest of each tag (the success cache is keyed by digest), so
+    this saves downloading and hashing every manifest. The header is no less trustworthy
+    than a GET's body would be here: whatever digest it names is what every signature and
+    attestation is then checked against, and any manifest fetched later is fetched by that
+    digest and checked. A missing, non-sha256 or malformed header gives None (the caller
+    falls back to GET); a missing tag raises :class:`~imgseal.errors.NotFoundError` as GET does.
+    """
+    inner = store.inner if isinstance(store, CachingStore) else store
+    if not isinstance(inner, RegistryStore):
+        return None
+    resp = inner.client.request("HEAD", f"/v2/{inner.repository}/manifests/{tag}", repository=inner.repository,
+                                headers={"Accept": ACCEPT_MANIFESTS})
+    resp.close()
+    header = resp.headers.get("Docker-Content-Digest")
+    media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+    length = resp.headers.get("Content-Length") or ""
+    if not header or media_type not in MANIFEST_TYPES or not length.isdigit():
+        return None
+    try:
+        digest = Digest.parse(header)
+    except Error:
+        return None
+    if digest.algorithm != "sha256":
+        return None
+    return Descriptor(media_type, digest, int(length))
+
+
+def resolve_tag(store: Store, tag: str) -> Digest:
+    """The digest ``tag`` names now: a HEAD request, else a GET of the manifest (hashed)."""
+    desc = head_manifest(store, tag)
+    return desc.digest if desc is not None else store.get_manifest(tag).digest
+
+
 # --- evaluation -------------------------------------------------------------------------------
 
 
@@ -529,7 +651,7 @@ class Evaluator:
         try:
             store = run.store(ref)
             digest = ref.digest or run.once(("tag", ref.name, ref.tag or "latest"),
-                                              lambda: store.get_manifest(ref.tag or "latest").digest)
+                                              lambda: resolve_tag(store, ref.tag or "latest"))
         except Error as e:
             if unchecked:  # admitted without checks: the digest was only wanted for pinning
                 return self.plan_without_resolution(plan)
@@ -592,6 +714,9 @@ class Evaluator:
                 _check_attestation(store, digest, attachments, att, keys, req.keyless, trust)
 
             checks.append((f"attestation {att.predicate_type}", check_att))
+        if req.notation is not None:
+            notation = req.notation
+            checks.append(("notation", lambda: _check_notation(store, ref, digest, attachments, notation)))
         for name, check in checks:
             try:
                 check()
@@ -755,6 +880,25 @@ def _check_attestation(store: Store, digest: Digest, attachments: list[attach.At
                         bundle_verifier=bundle_verifier)
 
 
+def _check_notation(store: Store, ref: Reference, digest: Digest, attachments: list[attach.Attachment],
+                    req: NotationRequirement) -> None:
+    """A notation signature under the rule's trust policy and store (verifier.notation_image, as ``verify --notation``).
+
+    The trust policy statement is selected by ``ref.name`` (``registry/repository``), exactly
+    the scope notation matches; the signed descriptor must equal this manifest's digest, size
+    and media type, so the manifest is fetched (by digest, checked; memoised per run).
+    """
+    from verifier.notation_image import verify_notation_signatures
+
+    manifest = store.get_manifest(digest)
+    outcome = verify_notation_signatures(store, manifest, attachments, repository=ref.name,
+                                         trust_policy=req.document, trust_store=req.trust_store)
+    if outcome.level == "skip":
+        # A rule that requires notation must not be satisfied by a statement that checks nothing.
+        raise VerificationError(f"the notation trust policy statement {outcome.policy!r} that applies to {ref.name} "
+                                "has level skip: nothing is verified", reason="notation-skip")
+
+
 # --- the gate over manifest files ------------------------------------------------------------
 
 
@@ -799,6 +943,15 @@ def render_pinned(mf: ManifestFile, verdicts: Mapping[str, Verdict]) -> tuple[st
     """The file with admitted tag references pinned (ruamel round-trip: comments kept); and how many changed."""
     import io
 
+    if not mf.round_trip:
+        # Read again, keeping comments; both readers must find the same images at the same
+        # places, or the file is ambiguous and is not rewritten.
+        again = read_manifest(mf.path, mf.text, round_trip=True)
+        if [[(s.pointer, s.image) for s in d] for d in again.sites] != \
+                [[(s.pointer, s.image) for s in d] for d in mf.sites]:
+            raise InvalidInputError(f"{mf.path}: YAML readers disagree about its images; not pinning it",
+                                    reason="invalid-manifest")
+        mf = again
     changed = 0
     for doc, sites in zip(mf.documents, mf.sites, strict=True):
         for site in sites:

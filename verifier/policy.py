@@ -10,7 +10,8 @@ Model (docs/policy.md has the user's view)::
         match: [GLOB, ...]
         mode: enforce | warn
         on_error: deny | allow            # when the answer cannot be had (registry down, timeout)
-        allow: true | deny: true | require: {digest, signatures, keyless, attestations}
+        allow: true | deny: true | require: {digest, signatures, keyless, attestations, notation}
+        # notation: {trust_policy: FILE, trust_store: DIR}  (paths relative to the policy file)
 
 Matching follows containers-policy.json and Connaisseur: the **most specific** matching rule
 alone decides (REFERENCE.md §7), unlike Kyverno / policy-controller where every matching rule
@@ -26,6 +27,7 @@ threshold above the number of keys — so no typo can turn into an allow.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -41,6 +43,7 @@ from imgseal.intoto import resolve_predicate_type
 from imgseal.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from keys import PublicKey, load_public_key
 from verifier.attestation_checks import WhereCondition, parse_where
+from verifier.notation_policy import TrustPolicyDocument, load_trust_policy
 
 POLICY_VERSION: Final = 1
 MAX_POLICY_BYTES: Final = 1 << 20
@@ -139,16 +142,35 @@ class AttestationRequirement:
 
 
 @dataclass(frozen=True)
+class NotationRequirement:
+    """A Notary Project signature satisfying a notation trust policy, chained to a trust store.
+
+    The trust policy (notation's JSON format) is parsed when the policy file is loaded, so a
+    bad one fails ``imgseal policy check`` with its line rather than every admission later.
+    ``store_digest`` is a sha256 over the trust store's files (names and bytes): part of the
+    rule fingerprint, so removing a CA from the store invalidates cached successes.
+    """
+
+    trust_policy: Path
+    trust_store: Path
+    document: TrustPolicyDocument = field(compare=False, hash=False, repr=False)
+    policy_digest: str = ""
+    store_digest: str = ""
+
+
+@dataclass(frozen=True)
 class Requirements:
     digest: bool = False
     signatures: SignatureRequirement | None = None
     keyless: tuple[KeylessSigner, ...] = ()
     attestations: tuple[AttestationRequirement, ...] = ()
+    notation: NotationRequirement | None = None
 
     @property
     def verifies(self) -> bool:
         """Whether anything must be fetched from the registry to decide."""
-        return self.signatures is not None or bool(self.keyless) or bool(self.attestations)
+        return (self.signatures is not None or bool(self.keyless) or bool(self.attestations)
+                or self.notation is not None)
 
 
 @dataclass(frozen=True)
@@ -163,9 +185,12 @@ class Rule:
     require: Requirements = field(default_factory=Requirements)
     trusted_root: Path | None = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """sha256 over everything that decides this rule's verdict (key bytes included): the cache key part."""
+        """sha256 over everything that decides this rule's verdict (key bytes included): the cache key part.
+
+        Computed once per loaded rule (a gate run asks for it once per image).
+        """
         return hashlib.sha256(json.dumps(_fingerprint_doc(self), sort_keys=True).encode()).hexdigest()
 
 
@@ -371,7 +396,11 @@ def parse_policy(data: bytes, *, source: str = "<policy>", base: Path | None = N
 
 _POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"})
 _RULE_KEYS: Final = frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"})
-_REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations"})
+_REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation"})
+_NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
+#: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
+MAX_TRUST_STORE_FILES: Final = 1000
+MAX_TRUST_STORE_BYTES: Final = 16 << 20
 _SIGNATURE_KEYS: Final = frozenset({"keys", "threshold"})
 _KEYLESS_KEYS: Final = frozenset({"identity", "issuer", "identity_regexp", "issuer_regexp", "github_repository",
                                   "github_ref", "github_trigger", "github_sha"})
@@ -541,7 +570,7 @@ class _Reader:
         if not isinstance(node, yaml.MappingNode):
             return False
         named = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
-        return not named & {"signatures", "keyless", "attestations"}
+        return not named & {"signatures", "keyless", "attestations", "notation"}
 
     def _flag(self, fields: Mapping[str, yaml.Node], key: str, label: str) -> bool:
         if key not in fields:
@@ -574,7 +603,75 @@ class _Reader:
                     and "keyless" not in fields:
                 self.issue(_line(fields["attestations"]), f"{label}: attestations need signers: give "
                                                           "signatures.keys, keyless, or keys on the attestation")
-        return Requirements(bool(digest), signatures, tuple(keyless), tuple(attestations))
+        notation = self.notation(fields["notation"], label) if "notation" in fields else None
+        return Requirements(bool(digest), signatures, tuple(keyless), tuple(attestations), notation)
+
+    def notation(self, node: yaml.Node, label: str) -> NotationRequirement | None:
+        """``notation: {trust_policy: FILE, trust_store: DIR}``, both checked now (parsed, hashed)."""
+        fields = self.mapping(node, f"{label} notation", _NOTATION_KEYS)
+        if fields is None:
+            return None
+        missing = [k for k in sorted(_NOTATION_KEYS) if k not in fields]
+        if missing:
+            self.issue(_line(node), f"{label} notation: missing {' and '.join(repr(k) for k in missing)}")
+        document = policy_path = None
+        if "trust_policy" in fields:
+            policy_path = self.file(fields["trust_policy"], f"{label} notation trust_policy")
+            if policy_path is not None:
+                try:
+                    document = load_trust_policy(policy_path)
+                except InvalidInputError as e:
+                    self.issue(_line(fields["trust_policy"]), f"{label} notation trust_policy: {e.message}")
+        store = None
+        if "trust_store" in fields:
+            store = self.directory(fields["trust_store"], f"{label} notation trust_store")
+        if document is None or policy_path is None or store is None:
+            return None
+        ok = True
+        for statement in document.statements:
+            for ref in statement.trust_stores:
+                if not (store / "x509" / ref.type / ref.name).is_dir():
+                    self.issue(_line(fields["trust_store"]), f"{label} notation: trust policy statement "
+                               f"{statement.name!r} names trust store {str(ref)!r}, but {store} has no "
+                               f"x509/{ref.type}/{ref.name} directory")
+                    ok = False
+        store_digest = self.tree_digest(store, _line(fields["trust_store"]), f"{label} notation trust_store")
+        if not ok or store_digest is None:
+            return None
+        return NotationRequirement(policy_path, store, document, hashlib.sha256(policy_path.read_bytes()).hexdigest(),
+                                   store_digest)
+
+    def directory(self, node: yaml.Node, what: str) -> Path | None:
+        text = self.string(node, what)
+        if text is None:
+            return None
+        path = Path(text) if Path(text).is_absolute() else self.base / text
+        if not path.is_dir():
+            self.issue(_line(node), f"{what}: no such directory {text!r}")
+            return None
+        return path
+
+    def tree_digest(self, root: Path, line: int, what: str) -> str | None:
+        """sha256 over every file below ``root`` (relative path and contents), bounded."""
+        h = hashlib.sha256()
+        total = 0
+        try:
+            files = sorted(p for p in root.rglob("*") if p.is_file())
+            if len(files) > MAX_TRUST_STORE_FILES:
+                self.issue(line, f"{what}: more than {MAX_TRUST_STORE_FILES} files")
+                return None
+            for f in files:
+                data = f.read_bytes()
+                total += len(data)
+                if total > MAX_TRUST_STORE_BYTES:
+                    self.issue(line, f"{what}: over {MAX_TRUST_STORE_BYTES >> 20} MiB of files")
+                    return None
+                rel = f.relative_to(root).as_posix().encode()
+                h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
+        except OSError as e:
+            self.issue(line, f"{what}: cannot read {e.filename}: {e.strerror or e}")
+            return None
+        return h.hexdigest()
 
     def signatures(self, node: yaml.Node, label: str) -> SignatureRequirement | None:
         fields = self.mapping(node, f"{label} signatures", _SIGNATURE_KEYS)
@@ -734,6 +831,8 @@ def _fingerprint_doc(rule: Rule) -> dict[str, Any]:
         "keyless": [vars(s) for s in req.keyless],
         "attestations": [{"type": a.predicate_type, **a.slsa_checks, "where": [w.text for w in a.where],
                           "keys": keys_doc(a.keys)} for a in req.attestations],
+        "notation": None if req.notation is None else {"trust_policy": req.notation.policy_digest,
+                                                        "trust_store": req.notation.store_digest},
     }
 
 
@@ -757,4 +856,7 @@ def describe_rule(rule: Rule) -> Iterator[str]:
         checks = ", ".join(f"{k}={v}" for k, v in att.slsa_checks.items())
         checks += "".join(f", where {w.text}" for w in att.where)
         yield f"attestation: {att.predicate_type}" + (f" ({checks})" if checks else "")
+    if req.notation is not None:
+        yield (f"notation: a Notary Project signature under trust policy {req.notation.trust_policy} "
+               f"and trust store {req.notation.trust_store}")
     yield f"mode: {rule.mode}; on_error: {rule.on_error}"

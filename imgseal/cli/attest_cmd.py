@@ -1,12 +1,16 @@
 """``imgseal attest``, ``imgseal provenance`` and ``imgseal verify-attestation``.
 
 Options are parsed here; the work is in :mod:`signer.attest`, :mod:`signer.provenance` and
-:mod:`verifier.attestation`, which the policy gate calls too.
+:mod:`verifier.attestation`, which the policy gate calls too. Keyless attestations use the
+same hooks as ``imgseal sign --keyless`` / ``imgseal verify`` (:mod:`signer.keyless`,
+:mod:`verifier.keyless`); this module is the composition root that joins them.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -41,9 +45,40 @@ FormatOption = Annotated[
                       "(cosign .att tag).")
 ]
 ReplaceOption = Annotated[
-    bool, typer.Option("--replace", help="Remove earlier attestations of this type signed by this key (after "
-                       "attaching the new one).")
+    bool, typer.Option("--replace", help="Remove earlier attestations of this type signed by this key or, with "
+                       "--keyless, this certificate identity and issuer (after attaching the new one).")
 ]
+KeylessOption = Annotated[bool, typer.Option("--keyless", help="Sign with a Sigstore identity (Fulcio certificate, "
+                                             "Rekor entry) instead of a key.")]
+IdentityTokenOption = Annotated[str | None, typer.Option(
+    "--identity-token", help="Keyless: OIDC identity token, or @FILE holding it (else SIGSTORE_ID_TOKEN, "
+    "ambient CI credentials, or the browser flow in a terminal).")]
+StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the Sigstore staging instance.")]
+TrustConfigOption = Annotated[Path | None, typer.Option(
+    "--trust-config", dir_okay=False, help="Keyless: Sigstore ClientTrustConfig JSON (trusted root + signing "
+    "config) of a private instance; nothing contacts TUF.")]
+
+
+@dataclass(frozen=True)
+class SignerChoice:
+    """How to sign: ``key`` (a key reference) or keyless (an instance and token source)."""
+
+    key: str | None = None
+    keyless: bool = False
+    identity_token: str | None = None
+    staging: bool = False
+    trust_config: Path | None = None
+
+    def check(self, fmt: str, *, needed: bool = True, what: str = "the attestation") -> None:
+        if self.key is not None and self.keyless:
+            raise UsageError("give either --key or --keyless, not both", reason="no-signer")
+        if not self.keyless and (self.identity_token is not None or self.staging or self.trust_config is not None):
+            raise UsageError("--identity-token, --staging and --trust-config need --keyless", reason="no-signer")
+        if needed and self.key is None and not self.keyless:
+            raise UsageError(f"give --key KEY or --keyless to sign {what}", reason="no-signer")
+        if self.keyless and fmt != "bundle":
+            raise UsageError("keyless attestations are Sigstore bundles only (--format bundle); cosign's legacy "
+                             ".att format is supported with --key", reason="format")
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +92,10 @@ def attest(
     predicate: Annotated[Path, typer.Option("--predicate", help="Predicate JSON file (one object).", dir_okay=False)],
     type_: Annotated[str, typer.Option("--type", help=TYPE_HELP)] = "custom",
     key: KeyOption = None,
+    keyless: KeylessOption = False,
+    identity_token: IdentityTokenOption = None,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     fmt: FormatOption = "bundle",
     replace: ReplaceOption = False,
     ca_file: CaFileOption = None,
@@ -65,8 +104,11 @@ def attest(
 ) -> None:
     """Sign an in-toto statement about REFERENCE's digest and attach it beside the image.
 
-    The password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
-    Exit codes: 0 attached; 2 bad usage or predicate file; 3 registry; 4 key.
+    With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
+    With --keyless the statement is signed for an OIDC identity (Fulcio certificate, Rekor
+    entry) as `imgseal sign --keyless` does; its bundle must stay under 16 MiB (checked before
+    signing). Exit codes: 0 attached; 2 bad usage or predicate file; 3 registry or Sigstore
+    service; 4 key.
     """
 
     def run() -> None:
@@ -75,11 +117,11 @@ def attest(
 
         predicate_type = resolve_predicate_type(type_)
         _check_format(fmt)
-        if key is None:
-            raise UsageError("give --key KEY to sign the attestation", reason="no-signer")
+        choice = SignerChoice(key, keyless, identity_token, staging, trust_config)
+        choice.check(fmt)
         ref = _digest_ref(reference, "attest")
         data = read_predicate(predicate)
-        result = _attest(ref, data, predicate_type, key, fmt, replace, ca_file, insecure_registry)
+        result = _attest(ref, data, predicate_type, choice, fmt, replace, ca_file, insecure_registry)
         _report_attestation(ref, result, output)
 
     guarded(run, output)
@@ -87,8 +129,13 @@ def attest(
 
 def provenance(
     reference: Annotated[str, typer.Argument(help="REPO@sha256:… the provenance is about (a digest is required).")],
-    attest_: Annotated[bool, typer.Option("--attest", help="Sign the provenance with --key and attach it.")] = False,
+    attest_: Annotated[bool, typer.Option("--attest", help="Sign the provenance (--key or --keyless) and attach "
+                                          "it.")] = False,
     key: KeyOption = None,
+    keyless: KeylessOption = False,
+    identity_token: IdentityTokenOption = None,
+    staging: StagingOption = False,
+    trust_config: TrustConfigOption = None,
     output_file: Annotated[
         Path | None, typer.Option("--output-file", "--output", help="Write the predicate here (atomically) "
                                   "instead of stdout.", dir_okay=False)
@@ -123,10 +170,10 @@ def provenance(
         if ci not in ("auto", "github", "gitlab", "generic"):
             raise UsageError(f"--ci must be auto, github, gitlab or generic, not {ci!r}")
         _check_format(fmt)
-        if attest_ and key is None:
-            raise UsageError("--attest needs --key KEY", reason="no-signer")
-        if not attest_ and (key is not None or replace):
-            raise UsageError("--key and --replace only apply with --attest")
+        choice = SignerChoice(key, keyless, identity_token, staging, trust_config)
+        if not attest_ and (key is not None or keyless or replace):
+            raise UsageError("--key, --keyless and --replace only apply with --attest")
+        choice.check(fmt, needed=attest_, what="the provenance (--attest)")
         ref = _digest_ref(reference, "provenance")
         env = dict(os.environ)
         kind: CiKind | None = None if ci == "auto" else cast("CiKind", ci)
@@ -157,8 +204,7 @@ def provenance(
         else:
             out(text.rstrip("\n"))
         if attest_:
-            assert key is not None
-            result = _attest(ref, predicate, PREDICATE_TYPE, key, fmt, replace, ca_file, insecure_registry)
+            result = _attest(ref, predicate, PREDICATE_TYPE, choice, fmt, replace, ca_file, insecure_registry)
             _report_attestation(ref, result, OutputFormat.text)
 
     guarded(run)
@@ -180,17 +226,40 @@ def verify_attestation(
     where: Annotated[
         list[str] | None, typer.Option("--where", help="PATH==VALUE or PATH!=VALUE over the statement (repeatable).")
     ] = None,
+    identity: Annotated[str | None, typer.Option(
+        "--certificate-identity", help="Keyless: the signer identity (certificate SAN) expected.")] = None,
+    identity_regexp: Annotated[str | None, typer.Option(
+        "--certificate-identity-regexp", help="Keyless: a regexp the signer identity must fully match.")] = None,
+    issuer: Annotated[str | None, typer.Option("--certificate-oidc-issuer",
+                                               help="Keyless: the OIDC issuer expected.")] = None,
+    issuer_regexp: Annotated[str | None, typer.Option(
+        "--certificate-oidc-issuer-regexp", help="Keyless: a regexp the OIDC issuer must fully match.")] = None,
+    gh_repository: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-repository", help="Keyless: GitHub repository (owner/repo) claim.")] = None,
+    gh_ref: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-ref", help="Keyless: GitHub ref claim, e.g. refs/heads/main.")] = None,
+    gh_trigger: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-trigger", help="Keyless: GitHub event claim, e.g. push.")] = None,
+    gh_sha: Annotated[str | None, typer.Option(
+        "--certificate-github-workflow-sha", help="Keyless: GitHub commit SHA claim.")] = None,
+    trusted_root: Annotated[Path | None, typer.Option(
+        "--trusted-root", dir_okay=False, help="Keyless: Sigstore trusted root JSON (default: embedded production).")]
+    = None,
+    staging: Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
+    = False,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Verify the attestations of --type attached to REFERENCE's digest.
 
-    Passes when at least one attestation of that type is signed by a given key, is a signed
-    in-toto statement about this exact digest and of this exact type, and meets every SLSA
-    expectation and --where condition. Prints the verified statements as JSON on stdout and a
-    summary on stderr. Exit codes: 0 verified; 1 not verified (reason given); 2 bad usage;
-    3 registry; 4 key.
+    Passes when at least one attestation of that type is signed by a given key (or, keyless,
+    by a Sigstore certificate matching --certificate-identity[-regexp] and
+    --certificate-oidc-issuer[-regexp], verified offline against the trusted root), is a
+    signed in-toto statement about this exact digest and of this exact type, and meets every
+    SLSA expectation and --where condition. --key and the keyless options are exclusive.
+    Prints the verified statements as JSON on stdout and a summary on stderr. Exit codes:
+    0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
     """
     state: dict[str, Any] = {}
 
@@ -203,8 +272,32 @@ def verify_attestation(
         from verifier.attestation_checks import normalize_git_uri, parse_where
 
         predicate_type = resolve_predicate_type(type_)
-        if not key:
-            raise UsageError("give at least one --key PUB", reason="no-verifier")
+        keyless_given = [name for name, value in (
+            ("--certificate-identity", identity), ("--certificate-identity-regexp", identity_regexp),
+            ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
+            ("--certificate-github-workflow-repository", gh_repository),
+            ("--certificate-github-workflow-ref", gh_ref), ("--certificate-github-workflow-trigger", gh_trigger),
+            ("--certificate-github-workflow-sha", gh_sha), ("--trusted-root", trusted_root),
+            ("--staging", staging or None)) if value is not None]
+        bundle_verifier = None
+        if key and keyless_given:
+            # As `imgseal verify` and cosign: one run checks one kind of trust.
+            raise UsageError(f"--key cannot be combined with {keyless_given[0]}: verify keys and identities "
+                             "in separate runs", reason="no-verifier")
+        if keyless_given:
+            from verifier.keyless import keyless_bundle_verifier, load_trust
+            from verifier.sigstore_bundle import KeylessPolicy
+
+            if (identity is None and identity_regexp is None) or (issuer is None and issuer_regexp is None):
+                raise UsageError("keyless verification needs --certificate-identity[-regexp] and "
+                                 "--certificate-oidc-issuer[-regexp]", reason="no-verifier")
+            policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
+                                   issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,
+                                   github_trigger=gh_trigger, github_sha=gh_sha)
+            bundle_verifier = keyless_bundle_verifier(policy, load_trust(trusted_root, staging), predicate_type)
+        elif not key:
+            raise UsageError("give at least one --key PUB, or --certificate-identity and --certificate-oidc-issuer",
+                             reason="no-verifier")
         slsa = SlsaExpectations(builder_id, source_uri, source_branch, source_tag, build_type)
         if slsa.any() and predicate_type not in (SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02):
             raise UsageError("--builder-id/--source-*/--build-type check SLSA provenance: use --type "
@@ -214,7 +307,7 @@ def verify_attestation(
         if source_uri is not None:
             normalize_git_uri(source_uri)  # a malformed expectation is a usage error before any network
         conditions = [parse_where(w) for w in where or []]
-        keys = load_public_keys(key)
+        keys = load_public_keys(key) if key else {}
         ref = parse_ref(reference)
         store = store_factory(ca_file, insecure_registry).open(ref)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
@@ -224,7 +317,8 @@ def verify_attestation(
             err(f"resolved {ref} to {pinned}")
         attachments = attach.discover(store, manifest.digest)
         outcome = examine_attestations(store, manifest.digest, attachments, predicate_type=predicate_type,
-                                       keys=keys, slsa_checks=slsa, where=conditions)
+                                       keys=keys, slsa_checks=slsa, where=conditions,
+                                       bundle_verifier=bundle_verifier)
         state["verified"] = []
         state["rejected"] = [{"artifact": r.artifact, "reason": r.reason, "message": r.message}
                              for r in outcome.rejected]
@@ -274,20 +368,90 @@ def _digest_ref(reference: str, command: str) -> Reference | LayoutReference:
     return ref
 
 
-def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str, key_ref: str,
+def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str, choice: SignerChoice,
             fmt: str, replace: bool, ca_file: Path | None, insecure: list[str] | None) -> Attestation:
-    from imgseal.cli._keyload import load_private_key
     from imgseal.content import fetch_manifest
+
+    store: Store = store_factory(ca_file, insecure).open(ref)
+    if choice.keyless:
+        return _attest_keyless(store, ref, predicate, predicate_type, choice, replace)
+    from imgseal.cli._keyload import load_private_key
     from keys import public_key_of
     from signer.attest import attest, key_bundle_signer, signed_by_key
 
-    private_key = load_private_key(key_ref)
-    store: Store = store_factory(ca_file, insecure).open(ref)
+    assert choice.key is not None
+    private_key = load_private_key(choice.key)
     subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
     return attest(store, ref.name, subject, predicate_type, predicate,
                   signer=key_bundle_signer(private_key), key=private_key,
                   fmt="legacy" if fmt == "legacy" else "bundle",
                   replace=signed_by_key(public_key_of(private_key)) if replace else None)
+
+
+def _attest_keyless(store: Store, ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str,
+                    choice: SignerChoice, replace: bool) -> Attestation:
+    """Keyless: the same flow as ``imgseal sign --keyless``, with :func:`signer.attest.attest` doing the rest.
+
+    ``--replace`` removes only earlier bundles that verify completely (offline, against the
+    signing instance's trusted root) for the **same certificate SAN and issuer** as the new
+    attestation. That identity is read from the new bundle itself, verified before it is
+    attached: if it cannot be verified (e.g. the embedded production root is older than the
+    instance's), the command fails before attaching anything rather than replace nothing.
+    """
+    from imgseal.content import fetch_manifest
+    from imgseal.intoto import image_statement
+    from imgseal.payloads import MAX_BUNDLE_BYTES
+    from signer.attest import BundleOwnership, attest, check_bundle_fits
+    from signer.keyless import Instance, find_identity_token, keyless_dsse_bundle, keyless_signer, load_trust_config
+
+    instance = Instance(trust_config=choice.trust_config, staging=choice.staging)
+    # Resolve the image and size the statement first: neither a bad reference nor an
+    # oversize predicate should cost a certificate or a transparency-log entry.
+    subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
+    check_bundle_fits(len(image_statement(ref.name, subject.digest, predicate_type, predicate).to_bytes()),
+                      MAX_BUNDLE_BYTES)
+    owner = _KeylessOwner(choice.trust_config, choice.staging) if replace else None
+    tc = load_trust_config(instance)
+    token = find_identity_token(choice.identity_token, tc, interactive=sys.stdin.isatty())
+    with keyless_signer(tc, token) as signer:
+
+        def sign(payload: bytes) -> bytes:
+            bundle = keyless_dsse_bundle(signer, payload)
+            if owner is not None:
+                owner.learn(bundle)
+            return bundle
+
+        return attest(store, ref.name, subject, predicate_type, predicate, signer=sign, fmt="bundle",
+                      replace=BundleOwnership(owner.check) if owner is not None else None,
+                      bundle_limit=MAX_BUNDLE_BYTES)
+
+
+class _KeylessOwner:
+    """Learns the identity of the new keyless bundle, then recognises earlier bundles of that identity."""
+
+    def __init__(self, trust_config: Path | None, staging: bool) -> None:
+        from verifier.attestation import signing_instance_trust
+
+        self.trust = signing_instance_trust(trust_config, staging)
+        self._check: Any = None
+
+    def learn(self, bundle: bytes) -> None:
+        from verifier.attestation import bundle_identity, signed_by_identity
+
+        try:
+            identity = bundle_identity(bundle, self.trust)
+        except Error as e:
+            raise UsageError(f"--replace: the new attestation does not verify offline against the trusted root, so "
+                             f"its identity cannot be matched ({e.one_line()}); nothing was attached",
+                             hint="attest without --replace, or sign with --trust-config FILE of the instance",
+                             reason="replace-identity") from e
+        err(f"replacing earlier attestations by {identity.identity} (issuer {identity.issuer})")
+        self._check = signed_by_identity(identity, self.trust)
+
+    def check(self, bundle: bytes) -> bool:
+        # Called only after learn() (attest removes after attaching the new bundle); before
+        # that nothing is ours.
+        return bool(self._check(bundle)) if self._check is not None else False
 
 
 def _report_attestation(ref: Reference | LayoutReference, result: Attestation, output: OutputFormat) -> None:

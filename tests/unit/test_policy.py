@@ -271,3 +271,93 @@ def test_find_images_kinds_and_errors() -> None:
         find_images({"kind": "Pod", "spec": {"containers": [{"name": "x"}]}})
     with pytest.raises(InvalidInputError, match="not a list"):
         find_images({"kind": "Deployment", "spec": {"template": {"spec": {"containers": {"image": "x"}}}}})
+
+
+NOTATION_RULE = """\
+    version: 1
+    rules:
+      - name: signed
+        match: ["registry.example.com/app"]
+        require:
+          notation:
+            trust_policy: notation/trustpolicy.json
+            trust_store: notation/store
+    """
+
+
+def _notation_files(directory: Path, *, store_name: str = "ours") -> None:
+    import json
+
+    base = directory / "notation"
+    (base / "store" / "x509" / "ca" / store_name).mkdir(parents=True, exist_ok=True)
+    (base / "store" / "x509" / "ca" / store_name / "root.pem").write_text("not checked at load")
+    (base / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [{
+        "name": "p", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:ours"], "trustedIdentities": ["*"]}]}))
+
+
+def test_notation_requirement_loads_relative_to_the_policy_file(policy_dir: Path) -> None:
+    from verifier.policy import describe_rule
+
+    _notation_files(policy_dir)
+    rule = load_policy(write(policy_dir, NOTATION_RULE)).rules[0]
+    req = rule.require.notation
+    assert req is not None and rule.require.verifies
+    assert req.trust_policy == policy_dir / "notation" / "trustpolicy.json"
+    assert req.trust_store == policy_dir / "notation" / "store"
+    assert req.document.statements[0].name == "p"
+    assert any(line.startswith("notation:") for line in describe_rule(rule))
+    # The fingerprint (success-cache key) follows the trust store's contents.
+    before = rule.fingerprint
+    (policy_dir / "notation" / "store" / "x509" / "ca" / "ours" / "root.pem").write_text("another CA")
+    assert load_policy(write(policy_dir, NOTATION_RULE)).rules[0].fingerprint != before
+
+
+def test_notation_requirement_errors_have_lines(policy_dir: Path) -> None:
+    # Nothing on disk: both paths are reported, each on its own line.
+    got = issues(policy_dir, NOTATION_RULE)
+    assert [line for line, _ in got] == [7, 8], got
+    assert "trust_policy: no such file" in got[0][1] and "trust_store: no such directory" in got[1][1]
+    # A trust policy that is not notation's format; a store lacking the named ca:ours.
+    _notation_files(policy_dir, store_name="theirs")
+    got = issues(policy_dir, NOTATION_RULE)
+    assert len(got) == 1 and got[0][0] == 8 and "ca:ours" in got[0][1], got
+    (policy_dir / "notation" / "trustpolicy.json").write_text('{"version": "1.0"}')
+    got = issues(policy_dir, NOTATION_RULE)
+    assert got[0][0] == 7 and "trust_policy" in got[0][1], got
+    got = issues(policy_dir, NOTATION_RULE.replace("trust_store: notation/store", "store: x"))
+    assert (7, "rule 'signed' notation: missing 'trust_store'") in got, got  # the mapping starts on line 7
+    assert any(line == 8 and "unknown key 'store'" in message for line, message in got), got
+
+
+def test_gate_fast_reader_lines_and_duplicate_keys(tmp_path: Path) -> None:
+    from imgseal.errors import InvalidInputError
+    from verifier.gate import Verdict, collect_manifests, render_pinned
+
+    text = textwrap.dedent("""\
+        # comment
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          containers:
+            - name: a
+              image: registry.example.com/app:v1
+        """)
+    (tmp_path / "pod.yaml").write_text(text)
+    (mf,) = collect_manifests([str(tmp_path / "pod.yaml")])
+    assert not mf.round_trip
+    (site,) = mf.sites[0]
+    assert (site.image, site.line, site.pointer) == ("registry.example.com/app:v1", 8, "/spec/containers/0/image")
+    (rt,) = collect_manifests([str(tmp_path / "pod.yaml")], round_trip=True)
+    assert [s.line for s in rt.sites[0]] == [8]
+    # Rendering (for --pin) re-reads in round-trip form: comments survive.
+    digest = "sha256:" + "a" * 64
+    verdict = Verdict(site.image, "allow", "verified", "ok", "r", site.image, digest)
+    rendered, changed = render_pinned(mf, {site.image: verdict})
+    assert changed == 1 and rendered.startswith("# comment\n")
+    assert f"image: registry.example.com/app:v1@{digest}" in rendered
+    # A second 'image' key: the API server might see the other one, so the file is refused.
+    (tmp_path / "pod.yaml").write_text(text + "      image: evil.example.com/x:v1\n")
+    with pytest.raises(InvalidInputError, match="duplicate key 'image'"):
+        collect_manifests([str(tmp_path / "pod.yaml")])
