@@ -40,6 +40,7 @@ import yaml
 
 from imgseal.errors import InvalidInputError, UsageError
 from imgseal.intoto import resolve_predicate_type
+from imgseal.manifest import check_json_depth
 from imgseal.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from keys import PublicKey, load_public_key
 from verifier.attestation_checks import WhereCondition, parse_where
@@ -378,7 +379,14 @@ def parse_policy(data: bytes, *, source: str = "<policy>", base: Path | None = N
     except UnicodeDecodeError as e:
         raise PolicyError(source, [PolicyIssue(0, f"not UTF-8 ({e.reason} at byte {e.start})")]) from e
     try:
+        # Flow collections ([…], {…}) nest without indentation: bound them before the recursive composer.
+        check_json_depth(data, what="policy")
+    except InvalidInputError as e:
+        raise PolicyError(source, [PolicyIssue(0, e.message)]) from e
+    try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except RecursionError as e:
+        raise PolicyError(source, [PolicyIssue(0, "policy nests too deeply")]) from e
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark is not None else 0
         raise PolicyError(source, [PolicyIssue(line, f"YAML syntax: {e.problem}")]) from e
