@@ -29,6 +29,18 @@ from imgseal.cli._common import (
     parse_ref,
     store_factory,
 )
+from imgseal.cli._keyless import (
+    GithubRefOption,
+    GithubRepositoryOption,
+    GithubShaOption,
+    GithubTriggerOption,
+    IdentityOption,
+    IdentityRegexpOption,
+    IssuerOption,
+    IssuerRegexpOption,
+    TrustedRootOption,
+    keyless_verifier,
+)
 from imgseal.errors import Error, InvalidInputError, UsageError
 
 if TYPE_CHECKING:
@@ -226,27 +238,16 @@ def verify_attestation(
     where: Annotated[
         list[str] | None, typer.Option("--where", help="PATH==VALUE or PATH!=VALUE over the statement (repeatable).")
     ] = None,
-    identity: Annotated[str | None, typer.Option(
-        "--certificate-identity", help="Keyless: the signer identity (certificate SAN) expected.")] = None,
-    identity_regexp: Annotated[str | None, typer.Option(
-        "--certificate-identity-regexp", help="Keyless: a regexp the signer identity must fully match.")] = None,
-    issuer: Annotated[str | None, typer.Option("--certificate-oidc-issuer",
-                                               help="Keyless: the OIDC issuer expected.")] = None,
-    issuer_regexp: Annotated[str | None, typer.Option(
-        "--certificate-oidc-issuer-regexp", help="Keyless: a regexp the OIDC issuer must fully match.")] = None,
-    gh_repository: Annotated[str | None, typer.Option(
-        "--certificate-github-workflow-repository", help="Keyless: GitHub repository (owner/repo) claim.")] = None,
-    gh_ref: Annotated[str | None, typer.Option(
-        "--certificate-github-workflow-ref", help="Keyless: GitHub ref claim, e.g. refs/heads/main.")] = None,
-    gh_trigger: Annotated[str | None, typer.Option(
-        "--certificate-github-workflow-trigger", help="Keyless: GitHub event claim, e.g. push.")] = None,
-    gh_sha: Annotated[str | None, typer.Option(
-        "--certificate-github-workflow-sha", help="Keyless: GitHub commit SHA claim.")] = None,
-    trusted_root: Annotated[Path | None, typer.Option(
-        "--trusted-root", dir_okay=False, help="Keyless: Sigstore trusted root JSON (default: embedded production).")]
-    = None,
-    staging: Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
-    = False,
+    identity: IdentityOption = None,
+    identity_regexp: IdentityRegexpOption = None,
+    issuer: IssuerOption = None,
+    issuer_regexp: IssuerRegexpOption = None,
+    gh_repository: GithubRepositoryOption = None,
+    gh_ref: GithubRefOption = None,
+    gh_trigger: GithubTriggerOption = None,
+    gh_sha: GithubShaOption = None,
+    trusted_root: TrustedRootOption = None,
+    staging: StagingOption = False,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -272,32 +273,10 @@ def verify_attestation(
         from verifier.attestation_checks import normalize_git_uri, parse_where
 
         predicate_type = resolve_predicate_type(type_)
-        keyless_given = [name for name, value in (
-            ("--certificate-identity", identity), ("--certificate-identity-regexp", identity_regexp),
-            ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
-            ("--certificate-github-workflow-repository", gh_repository),
-            ("--certificate-github-workflow-ref", gh_ref), ("--certificate-github-workflow-trigger", gh_trigger),
-            ("--certificate-github-workflow-sha", gh_sha), ("--trusted-root", trusted_root),
-            ("--staging", staging or None)) if value is not None]
-        bundle_verifier = None
-        if key and keyless_given:
-            # As `imgseal verify` and cosign: one run checks one kind of trust.
-            raise UsageError(f"--key cannot be combined with {keyless_given[0]}: verify keys and identities "
-                             "in separate runs", reason="no-verifier")
-        if keyless_given:
-            from verifier.keyless import keyless_bundle_verifier, load_trust
-            from verifier.sigstore_bundle import KeylessPolicy
-
-            if (identity is None and identity_regexp is None) or (issuer is None and issuer_regexp is None):
-                raise UsageError("keyless verification needs --certificate-identity[-regexp] and "
-                                 "--certificate-oidc-issuer[-regexp]", reason="no-verifier")
-            policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
-                                   issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,
-                                   github_trigger=gh_trigger, github_sha=gh_sha)
-            bundle_verifier = keyless_bundle_verifier(policy, load_trust(trusted_root, staging), predicate_type)
-        elif not key:
-            raise UsageError("give at least one --key PUB, or --certificate-identity and --certificate-oidc-issuer",
-                             reason="no-verifier")
+        bundle_verifier = keyless_verifier(
+            keys_given=bool(key), identity=identity, identity_regexp=identity_regexp, issuer=issuer,
+            issuer_regexp=issuer_regexp, gh_repository=gh_repository, gh_ref=gh_ref, gh_trigger=gh_trigger,
+            gh_sha=gh_sha, trusted_root=trusted_root, staging=staging, predicate_type=predicate_type)
         slsa = SlsaExpectations(builder_id, source_uri, source_branch, source_tag, build_type)
         if slsa.any() and predicate_type not in (SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02):
             raise UsageError("--builder-id/--source-*/--build-type check SLSA provenance: use --type "

@@ -1,0 +1,88 @@
+"""The keyless verification options ``verify`` and ``verify-attestation`` share (cosign's flag names)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from imgseal.errors import UsageError
+
+if TYPE_CHECKING:
+    from imgseal.digest import Digest
+    from imgseal.intoto import Statement
+    from imgseal.payloads import BundleSummary
+
+IdentityOption = Annotated[str | None, typer.Option(
+    "--certificate-identity", help="Keyless: the signer identity (certificate SAN) expected.")]
+IdentityRegexpOption = Annotated[str | None, typer.Option(
+    "--certificate-identity-regexp", help="Keyless: a regexp the signer identity must fully match.")]
+IssuerOption = Annotated[str | None, typer.Option(
+    "--certificate-oidc-issuer", help="Keyless: the OIDC issuer expected.")]
+IssuerRegexpOption = Annotated[str | None, typer.Option(
+    "--certificate-oidc-issuer-regexp", help="Keyless: a regexp the OIDC issuer must fully match.")]
+GithubRepositoryOption = Annotated[str | None, typer.Option(
+    "--certificate-github-workflow-repository", help="Keyless: GitHub repository (owner/repo) claim.")]
+GithubRefOption = Annotated[str | None, typer.Option(
+    "--certificate-github-workflow-ref", help="Keyless: GitHub ref claim, e.g. refs/heads/main.")]
+GithubTriggerOption = Annotated[str | None, typer.Option(
+    "--certificate-github-workflow-trigger", help="Keyless: GitHub event claim, e.g. push.")]
+GithubShaOption = Annotated[str | None, typer.Option(
+    "--certificate-github-workflow-sha", help="Keyless: GitHub commit SHA claim.")]
+TrustedRootOption = Annotated[Path | None, typer.Option(
+    "--trusted-root", dir_okay=False, help="Keyless: Sigstore trusted root JSON (default: embedded production).")]
+StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
+
+BundleVerifier = Callable[["BundleSummary", "Digest"], tuple[str, "Statement"]]
+
+
+def keyless_verifier(
+    *,
+    keys_given: bool,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    gh_repository: str | None,
+    gh_ref: str | None,
+    gh_trigger: str | None,
+    gh_sha: str | None,
+    trusted_root: Path | None,
+    staging: bool,
+    predicate_type: str | None = None,
+) -> BundleVerifier | None:
+    """The bundle verifier the keyless options ask for, or None when none was given.
+
+    --key and the keyless options are exclusive, as in cosign: one run checks one kind of trust.
+    """
+    given: list[tuple[str, Any]] = [
+        ("--certificate-identity", identity), ("--certificate-identity-regexp", identity_regexp),
+        ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
+        ("--certificate-github-workflow-repository", gh_repository),
+        ("--certificate-github-workflow-ref", gh_ref), ("--certificate-github-workflow-trigger", gh_trigger),
+        ("--certificate-github-workflow-sha", gh_sha), ("--trusted-root", trusted_root),
+        ("--staging", staging or None)]
+    named = [name for name, value in given if value is not None]
+    if not named:
+        if not keys_given:
+            raise UsageError("give at least one --key PUB, or --certificate-identity and --certificate-oidc-issuer",
+                             reason="no-verifier")
+        return None
+    if keys_given:
+        raise UsageError(f"--key cannot be combined with {named[0]}: verify keys and identities in separate runs",
+                         reason="no-verifier")
+    if (identity is None and identity_regexp is None) or (issuer is None and issuer_regexp is None):
+        raise UsageError("keyless verification needs --certificate-identity[-regexp] and "
+                         "--certificate-oidc-issuer[-regexp]", reason="no-verifier")
+    from verifier.keyless import keyless_bundle_verifier, load_trust
+    from verifier.sigstore_bundle import KeylessPolicy
+
+    policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
+                           issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,
+                           github_trigger=gh_trigger, github_sha=gh_sha)
+    trust = load_trust(trusted_root, staging)
+    if predicate_type is None:
+        return keyless_bundle_verifier(policy, trust)
+    return keyless_bundle_verifier(policy, trust, predicate_type)
