@@ -13,28 +13,44 @@ every exception it can raise is turned into an :class:`imgseal.errors.Error` her
 network trouble and service failures are undecidable (exit 3), a token the client or Fulcio
 refuses is a usage error (exit 2).
 
-The cosign legacy format (simple-signing payload + certificate annotations on a ``.sig``
-tag) is not produced keylessly: :func:`sign_keyless` raises :class:`UsageError` for it.
+With ``fmt="legacy"`` the cosign legacy format is written instead (REFERENCE.md §4): the
+simple-signing payload is signed as a plain message (``Signer.sign_artifact``: a hashedrekord
+entry in Rekor v1) and appended as a layer to the ``sha256-<hex>.sig`` image, with the layer
+annotations cosign writes (``pkg/oci/static/options.go``, ``pkg/cosign/bundle``): signature,
+leaf certificate, chain, the Rekor bundle (SET + entry) and, with a TSA, the RFC 3161 timestamp.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from imgseal import attach
 from imgseal.errors import Error, InvalidInputError, NetworkError, UndecidableError, UsageError
 from imgseal.manifest import Descriptor
-from imgseal.payloads import COSIGN_SIGN_PREDICATE
+from imgseal.payloads import (
+    CERTIFICATE_ANNOTATION,
+    CHAIN_ANNOTATION,
+    COSIGN_SIGN_PREDICATE,
+    REKOR_BUNDLE_ANNOTATION,
+    SIGNATURE_ANNOTATION,
+    simple_signing_payload,
+)
 from imgseal.store.base import Store
 from signer.image import SignedArtifact, attach_bundle, statement_for
 
 #: Environment variable for an identity token (the name sigstore-python and cosign's
 #: ``SIGSTORE_ID_TOKEN`` use).
 TOKEN_ENV: Final = "SIGSTORE_ID_TOKEN"  # noqa: S105 - a variable name, not a secret
+#: cosign ``static.RFC3161TimestampAnnotationKey`` (not in imgseal.payloads: only legacy keyless uses it).
+RFC3161_ANNOTATION: Final = "dev.sigstore.cosign/rfc3161timestamp"
 MAX_TOKEN_FILE_BYTES: Final = 64 << 10
 
 T = TypeVar("T")
@@ -188,14 +204,130 @@ def sign_keyless(
     *,
     fmt: str = "bundle",
     annotations: Mapping[str, str] | None = None,
+    ca_certs: Sequence[Any] = (),
 ) -> SignedArtifact:
-    """Sign one manifest digest keylessly and attach the bundle as a referrer."""
+    """Sign one manifest digest keylessly and attach the signature beside the image.
+
+    ``fmt="bundle"`` attaches a Sigstore bundle as a referrer; ``fmt="legacy"`` appends a
+    cosign ``.sig`` layer (:func:`legacy_layer`), whose chain annotation is built from
+    ``ca_certs`` (the trusted root's Fulcio certificates) when the bundle carries no chain.
+    """
+    if fmt == "legacy":
+        payload = simple_signing_payload(name, subject.digest, annotations)
+        bundle = sigstore_call(lambda: signer.sign_artifact(payload), "signing (Fulcio, Rekor, timestamp authority)")
+        layer = legacy_layer(payload, str(bundle.to_json()).encode(), ca_certs)
+        attach.attach_legacy(store, subject.digest, suffix="sig", layer=layer)
+        return SignedArtifact(subject, None, fmt)
     if fmt != "bundle":
-        raise UsageError("keyless signing writes Sigstore bundles only (--format bundle); "
-                         "cosign's legacy .sig format is supported with --key", reason="format")
+        raise UsageError(f"--format must be bundle or legacy, not {fmt!r}", reason="format")
     predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
-    bundle = keyless_dsse_bundle(signer, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate))
-    return SignedArtifact(subject, attach_bundle(store, subject, bundle, COSIGN_SIGN_PREDICATE), fmt)
+    bundle_bytes = keyless_dsse_bundle(signer, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate))
+    return SignedArtifact(subject, attach_bundle(store, subject, bundle_bytes, COSIGN_SIGN_PREDICATE), fmt)
+
+
+def fulcio_ca_certs(trust_config: Any) -> list[Any]:
+    """Every CA certificate of the instance's trusted root (cryptography ``x509.Certificate``)."""
+    return list(sigstore_call(lambda: trust_config.trusted_root.get_fulcio_certs(), "reading the trusted root"))
+
+
+def legacy_layer(payload: bytes, bundle_json: bytes, ca_certs: Sequence[Any] = ()) -> attach.Layer:
+    """The cosign ``.sig`` layer for ``payload`` from a message-signature Sigstore bundle over it.
+
+    The annotations are cosign's (``pkg/oci/static/options.go``):
+
+    - ``dev.cosignproject.cosign/signature``: base64 of the signature over the payload bytes;
+    - ``dev.sigstore.cosign/certificate``: the leaf certificate, PEM;
+    - ``dev.sigstore.cosign/chain``: intermediates then root, PEM, concatenated;
+    - ``dev.sigstore.cosign/bundle``: ``bundle.RekorBundle`` marshalled by Go's encoding/json
+      (``{"SignedEntryTimestamp": b64, "Payload": {"body": b64, "integratedTime": n,
+      "logIndex": n, "logID": hex}}``, fields in struct order);
+    - ``dev.sigstore.cosign/rfc3161timestamp``: ``{"SignedRFC3161Timestamp": b64}``, when the
+      instance has a TSA (cosign timestamps the raw signature bytes, as the bundle's TSA does).
+
+    The Rekor bundle needs the entry's SET (a Rekor v1 inclusion promise): an instance that
+    gives none (Rekor v2) cannot produce this format, which cosign verifies from the SET alone.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        doc = json.loads(bundle_json)
+        material = doc["verificationMaterial"]
+        signature = _b64(doc["messageSignature"]["signature"])
+        if "certificate" in material:
+            ders = [_b64(material["certificate"]["rawBytes"])]
+        else:
+            ders = [_b64(c["rawBytes"]) for c in material["x509CertificateChain"]["certificates"]]
+        entries = material.get("tlogEntries") or []
+        stamps = (material.get("timestampVerificationData") or {}).get("rfc3161Timestamps") or []
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise UndecidableError(f"Sigstore returned a bundle imgseal cannot read: {e}", reason="sigstore") from e
+    if len(entries) != 1 or not (entries[0].get("inclusionPromise") or {}).get("signedEntryTimestamp"):
+        raise UndecidableError("the legacy .sig format needs a Rekor v1 entry with a signed entry timestamp (SET); "
+                               "this instance gave none", hint="sign with --format bundle", reason="rekor")
+    entry = entries[0]
+    try:
+        rekor_bundle = {
+            "SignedEntryTimestamp": base64.b64encode(_b64(entry["inclusionPromise"]["signedEntryTimestamp"])).decode(),
+            "Payload": {
+                "body": base64.b64encode(_b64(entry["canonicalizedBody"])).decode(),
+                "integratedTime": int(entry["integratedTime"]),
+                "logIndex": int(entry["logIndex"]),
+                "logID": _b64(entry["logId"]["keyId"]).hex(),
+            },
+        }
+        leaf = x509.load_der_x509_certificate(ders[0])
+        chain = [x509.load_der_x509_certificate(d) for d in ders[1:]] or issuing_chain(leaf, ca_certs)
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise UndecidableError(f"Sigstore returned a bundle imgseal cannot read: {e}", reason="sigstore") from e
+    annotations = {
+        SIGNATURE_ANNOTATION: base64.b64encode(signature).decode(),
+        CERTIFICATE_ANNOTATION: leaf.public_bytes(Encoding.PEM).decode(),
+        CHAIN_ANNOTATION: "".join(c.public_bytes(Encoding.PEM).decode() for c in chain),
+        REKOR_BUNDLE_ANNOTATION: json.dumps(rekor_bundle, separators=(",", ":")),
+    }
+    if stamps:
+        stamp = _b64(stamps[0]["signedTimestamp"])
+        annotations[RFC3161_ANNOTATION] = json.dumps({"SignedRFC3161Timestamp": base64.b64encode(stamp).decode()},
+                                                     separators=(",", ":"))
+    return attach.Layer(payload, attach.SIMPLESIGNING, annotations)
+
+
+def issuing_chain(leaf: Any, ca_certs: Sequence[Any]) -> list[Any]:
+    """The CA certificates from ``leaf``'s issuer up to a self-signed root, found in ``ca_certs``.
+
+    Each link is chosen by subject *and* signature (``verify_directly_issued_by``), so a
+    trusted root that lists several Fulcio CAs (rotations) yields the one that issued the leaf.
+    An empty list when no issuer is found: the chain annotation is informational, verifiers
+    build the path to their own trusted root.
+    """
+    chain: list[Any] = []
+    current = leaf
+    while len(chain) < 8:
+        parent = next((c for c in ca_certs if c.subject == current.issuer and _issued_by(current, c)), None)
+        if parent is None or parent in chain:
+            break
+        chain.append(parent)
+        if parent.subject == parent.issuer:
+            break
+        current = parent
+    return chain
+
+
+def _issued_by(cert: Any, issuer: Any) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # noqa: BLE001 - InvalidSignature, a key-type mismatch…: all mean "not this issuer"
+        return False
+    return True
+
+
+def _b64(value: Any) -> bytes:
+    """proto3 JSON bytes: standard or URL-safe base64."""
+    if not isinstance(value, str):
+        raise TypeError("expected a base64 string")
+    text = value.replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
 def sigstore_call(fn: Callable[[], T], doing: str) -> T:

@@ -845,26 +845,45 @@ def _keyless_verifier(signers: Sequence[KeylessSigner], trust: Any, predicate_ty
                  for s in signers]
 
     def verify(summary: Any, digest: Digest) -> Any:
-        errors: list[Error] = []
-        for fn in verifiers:
-            try:
-                return fn(summary, digest)
-            except VerificationError as e:
-                errors.append(e)
-        if len(errors) == 1:
-            raise errors[0]
-        raise VerificationError("no listed keyless signer matches: " + "; ".join(e.one_line() for e in errors),
-                                reason=errors[0].reason)
+        return _any_signer(verifiers, summary, digest)
+
+    return verify
+
+
+def _any_signer(verifiers: Sequence[Callable[..., Any]], *args: Any) -> Any:
+    """The first verifier's result that accepts ``args``; else one error that lists every refusal."""
+    errors: list[Error] = []
+    for fn in verifiers:
+        try:
+            return fn(*args)
+        except VerificationError as e:
+            errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    raise VerificationError("no listed keyless signer matches: " + "; ".join(e.one_line() for e in errors),
+                            reason=errors[0].reason)
+
+
+def _keyless_legacy_verifier(signers: Sequence[KeylessSigner], trust: Any) -> Any:
+    """One ``legacy_verifier`` accepting a cosign legacy keyless layer from ANY listed signer."""
+    from verifier.keyless import keyless_legacy_verifier
+    from verifier.sigstore_bundle import KeylessPolicy
+
+    verifiers = [keyless_legacy_verifier(KeylessPolicy(**vars(s)), trust) for s in signers]
+
+    def verify(payload: bytes, signature: bytes, annotations: Any) -> str:
+        return str(_any_signer(verifiers, payload, signature, annotations))
 
     return verify
 
 
 def _check_keyless(store: Store, digest: Digest, attachments: list[attach.Attachment],
                    signers: Sequence[KeylessSigner], trust: Any) -> None:
-    """A Sigstore certificate bundle from any listed identity (verifier.keyless through verifier.image)."""
+    """A Sigstore certificate bundle (or cosign legacy keyless layer) from any listed identity."""
     from verifier.image import judge, verify_key_signatures
 
-    outcome = verify_key_signatures(store, digest, attachments, {}, bundle_verifier=_keyless_verifier(signers, trust))
+    outcome = verify_key_signatures(store, digest, attachments, {}, bundle_verifier=_keyless_verifier(signers, trust),
+                                    legacy_verifier=_keyless_legacy_verifier(signers, trust))
     judge(outcome, 1)
 
 

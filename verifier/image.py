@@ -25,6 +25,7 @@ from imgseal.intoto import PAYLOAD_TYPE, Statement
 from imgseal.manifest import Descriptor
 from imgseal.payloads import (
     BUNDLE_MEDIA_TYPES,
+    CERTIFICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
     MAX_BUNDLE_BYTES,
     SIGNATURE_ANNOTATION,
@@ -65,6 +66,13 @@ class Outcome:
 
 KeyVerifiers = Mapping[str, Callable[[bytes, bytes], bool]]
 
+LegacyVerifier = Callable[[bytes, bytes, Mapping[str, str]], str]
+"""Keyless check of a legacy ``.sig`` layer: ``(payload, signature, layer annotations) -> signer``.
+
+It verifies the certificate, the signature over the payload and the transparency-log
+material in the annotations, or raises :class:`VerificationError`; binding the payload to the
+image digest stays here, in :func:`_check_legacy_layer`, for keys and certificates alike."""
+
 
 def key_verifiers(keys: Mapping[str, PublicKey]) -> dict[str, Callable[[bytes, bytes], bool]]:
     def make(k: PublicKey) -> Callable[[bytes, bytes], bool]:
@@ -100,11 +108,14 @@ def verify_key_signatures(
     *,
     annotations: Mapping[str, str] | None = None,
     bundle_verifier: Callable[[BundleSummary, Digest], tuple[str, Statement]] | None = None,
+    legacy_verifier: LegacyVerifier | None = None,
 ) -> Outcome:
     """Examine every signature attached to ``digest``; return which verified and why others did not.
 
     ``bundle_verifier`` handles bundles that carry certificates or transparency-log entries
-    (keyless); without it they are rejected as "not verifiable with keys".
+    (keyless); without it they are rejected as "not verifiable with keys". ``legacy_verifier``
+    does the same for legacy ``.sig`` layers that carry a certificate annotation; when it is
+    given (a keyless run) legacy layers without a certificate are key signatures and do not count.
     """
     verifiers = key_verifiers(keys)
     outcome = Outcome(digest)
@@ -115,7 +126,7 @@ def verify_key_signatures(
                 if layer.media_type != attach.SIMPLESIGNING:
                     continue
                 outcome.examined += 1
-                _check_legacy_layer(store, digest, att, layer, verifiers, wanted, outcome)
+                _check_legacy_layer(store, digest, att, layer, verifiers, wanted, outcome, legacy_verifier)
             continue
         if att.artifact_type not in BUNDLE_MEDIA_TYPES and att.artifact_type != attach.BUNDLE_V03:
             continue
@@ -161,7 +172,8 @@ def _verify_envelope_with_keys(envelope: Envelope, verifiers: KeyVerifiers) -> s
 
 
 def _check_legacy_layer(store: Store, digest: Digest, att: attach.Attachment, layer: Descriptor,
-                        verifiers: KeyVerifiers, wanted: Mapping[str, str], outcome: Outcome) -> None:
+                        verifiers: KeyVerifiers, wanted: Mapping[str, str], outcome: Outcome,
+                        legacy_verifier: LegacyVerifier | None = None) -> None:
     where = f"{att.digest}#{layer.digest.short}"
     try:
         sig_text = layer.annotations.get(SIGNATURE_ANNOTATION)
@@ -172,7 +184,15 @@ def _check_legacy_layer(store: Store, digest: Digest, att: attach.Attachment, la
         except (binascii.Error, ValueError) as e:
             raise VerificationError("legacy signature annotation is not base64", reason="signature-malformed") from e
         payload = store.get_blob(layer, max_bytes=MAX_PAYLOAD_BYTES)
-        signer = next((name for name, fn in verifiers.items() if _safe(fn, payload, signature)), None)
+        signer: str | None
+        if legacy_verifier is not None:
+            # cosign reads a certificate annotation as "keyless"; without one the layer is a key signature.
+            if not layer.annotations.get(CERTIFICATE_ANNOTATION):
+                raise VerificationError("legacy signature carries no certificate (a key signature: verify it with "
+                                        "--key)", reason="no-matching-signature")
+            signer = legacy_verifier(payload, signature, layer.annotations)
+        else:
+            signer = next((name for name, fn in verifiers.items() if _safe(fn, payload, signature)), None)
         if signer is None:
             raise VerificationError("signature does not verify with any given key", reason="no-matching-signature")
         parsed = parse_simple_signing(payload)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from imgseal.digest import Digest
     from imgseal.intoto import Statement
     from imgseal.payloads import BundleSummary
+    from verifier.sigstore_bundle import KeylessPolicy
+    from verifier.sigstore_trust import TrustMaterial
 
 IdentityOption = Annotated[str | None, typer.Option(
     "--certificate-identity", help="Keyless: the signer identity (certificate SAN) expected.")]
@@ -36,6 +39,15 @@ TrustedRootOption = Annotated[Path | None, typer.Option(
 StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
 
 BundleVerifier = Callable[["BundleSummary", "Digest"], tuple[str, "Statement"]]
+LegacyVerifier = Callable[[bytes, bytes, Mapping[str, str]], str]
+
+
+@dataclass(frozen=True)
+class KeylessVerifiers:
+    """The hooks one keyless ``verify`` run passes to ``verify_key_signatures``: bundles and legacy ``.sig`` layers."""
+
+    bundle: BundleVerifier
+    legacy: LegacyVerifier
 
 
 def keyless_verifier(
@@ -57,6 +69,65 @@ def keyless_verifier(
 
     --key and the keyless options are exclusive, as in cosign: one run checks one kind of trust.
     """
+    chosen = _policy_and_trust(keys_given=keys_given, identity=identity, identity_regexp=identity_regexp,
+                               issuer=issuer, issuer_regexp=issuer_regexp, gh_repository=gh_repository,
+                               gh_ref=gh_ref, gh_trigger=gh_trigger, gh_sha=gh_sha, trusted_root=trusted_root,
+                               staging=staging)
+    if chosen is None:
+        return None
+    from verifier.keyless import keyless_bundle_verifier
+
+    policy, trust = chosen
+    if predicate_type is None:
+        return keyless_bundle_verifier(policy, trust)
+    return keyless_bundle_verifier(policy, trust, predicate_type)
+
+
+def keyless_verifiers(
+    *,
+    keys_given: bool,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    gh_repository: str | None,
+    gh_ref: str | None,
+    gh_trigger: str | None,
+    gh_sha: str | None,
+    trusted_root: Path | None,
+    staging: bool,
+) -> KeylessVerifiers | None:
+    """Both image-signature hooks (bundles and cosign legacy ``.sig`` layers), or None for a --key run.
+
+    The options are checked as :func:`keyless_verifier` checks them, and the trusted root is parsed once.
+    """
+    chosen = _policy_and_trust(keys_given=keys_given, identity=identity, identity_regexp=identity_regexp,
+                               issuer=issuer, issuer_regexp=issuer_regexp, gh_repository=gh_repository,
+                               gh_ref=gh_ref, gh_trigger=gh_trigger, gh_sha=gh_sha, trusted_root=trusted_root,
+                               staging=staging)
+    if chosen is None:
+        return None
+    from verifier.keyless import keyless_bundle_verifier, keyless_legacy_verifier
+
+    policy, trust = chosen
+    return KeylessVerifiers(keyless_bundle_verifier(policy, trust), keyless_legacy_verifier(policy, trust))
+
+
+def _policy_and_trust(
+    *,
+    keys_given: bool,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    gh_repository: str | None,
+    gh_ref: str | None,
+    gh_trigger: str | None,
+    gh_sha: str | None,
+    trusted_root: Path | None,
+    staging: bool,
+) -> tuple[KeylessPolicy, TrustMaterial] | None:
+
     given: list[tuple[str, Any]] = [
         ("--certificate-identity", identity), ("--certificate-identity-regexp", identity_regexp),
         ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
@@ -76,13 +147,10 @@ def keyless_verifier(
     if (identity is None and identity_regexp is None) or (issuer is None and issuer_regexp is None):
         raise UsageError("keyless verification needs --certificate-identity[-regexp] and "
                          "--certificate-oidc-issuer[-regexp]", reason="no-verifier")
-    from verifier.keyless import keyless_bundle_verifier, load_trust
+    from verifier.keyless import load_trust
     from verifier.sigstore_bundle import KeylessPolicy
 
     policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
                            issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,
                            github_trigger=gh_trigger, github_sha=gh_sha)
-    trust = load_trust(trusted_root, staging)
-    if predicate_type is None:
-        return keyless_bundle_verifier(policy, trust)
-    return keyless_bundle_verifier(policy, trust, predicate_type)
+    return policy, load_trust(trusted_root, staging)

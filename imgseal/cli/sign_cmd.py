@@ -63,7 +63,8 @@ def sign(
 
     With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
     With --keyless the signature is a Sigstore bundle for an OIDC identity (production by
-    default; --staging or --trust-config FILE for other instances).
+    default; --staging or --trust-config FILE for other instances); with --format legacy it is
+    cosign's .sig layer carrying the certificate, chain, Rekor bundle and timestamp annotations.
     With --notation the key is a PEM private key (RSA 2048-4096 or ECDSA P-256/384/521) and
     --cert its chain; the leaf needs digitalSignature and the codeSigning EKU.
     Exit codes: 0 signed; 2 bad usage (e.g. a tag without --resolve-tag, a refused identity
@@ -87,9 +88,6 @@ def sign(
             raise UsageError("--cert and --expiry need --notation", reason="no-signer")
         if not keyless and (identity_token is not None or staging or trust_config is not None):
             raise UsageError("--identity-token, --staging and --trust-config need --keyless", reason="no-signer")
-        if keyless and fmt != "bundle":
-            raise UsageError("keyless signing writes Sigstore bundles only (--format bundle); cosign's legacy "
-                             ".sig format is supported with --key", reason="format")
         annotations = parse_annotations(annotation)
         ref = parse_ref(reference, default_tag=None)
         if ref.digest is None and not resolve_tag:
@@ -103,7 +101,14 @@ def sign(
 
         results: list[dict[str, Any]] = []
         if keyless:
-            from signer.keyless import Instance, find_identity_token, keyless_signer, load_trust_config, sign_keyless
+            from signer.keyless import (
+                Instance,
+                find_identity_token,
+                fulcio_ca_certs,
+                keyless_signer,
+                load_trust_config,
+                sign_keyless,
+            )
 
             instance = Instance(trust_config=trust_config, staging=staging)
             # Resolve the image first: a bad reference should not cost a certificate.
@@ -113,9 +118,12 @@ def sign(
             subjects = targets(store, manifest, recursive)
             tc = load_trust_config(instance)
             token = find_identity_token(identity_token, tc, interactive=sys.stdin.isatty())
+            # The legacy chain annotation comes from the instance's trusted root (bundles carry the leaf only).
+            ca_certs = fulcio_ca_certs(tc) if fmt == "legacy" else []
             with keyless_signer(tc, token) as signer:
                 for subject in subjects:
-                    signed = sign_keyless(store, ref.name, subject, signer, fmt=fmt, annotations=annotations)
+                    signed = sign_keyless(store, ref.name, subject, signer, fmt=fmt, annotations=annotations,
+                                          ca_certs=ca_certs)
                     results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                     "artifact": str(signed.artifact.digest) if signed.artifact else None,
                                     "instance": instance.name})

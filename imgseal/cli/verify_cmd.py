@@ -34,7 +34,7 @@ from imgseal.cli._keyless import (
     IssuerRegexpOption,
     StagingOption,
     TrustedRootOption,
-    keyless_verifier,
+    keyless_verifiers,
 )
 from imgseal.errors import Error, UsageError
 
@@ -75,8 +75,9 @@ def verify(
 
     With --key: passes when signatures by at least --threshold distinct given keys verify and
     each names this exact digest. Keyless (--certificate-identity[-regexp] and
-    --certificate-oidc-issuer[-regexp]): passes when a Sigstore bundle verifies offline against
-    the trusted root, its certificate matches the identity policy, and its statement names this
+    --certificate-oidc-issuer[-regexp]): passes when a Sigstore bundle (or a cosign legacy .sig
+    signature with certificate and Rekor bundle annotations) verifies offline against the
+    trusted root, its certificate matches the identity policy, and its payload names this
     exact digest; --threshold then counts distinct matching identities. --key and the keyless
     options are exclusive. With --notation: passes when a notation signature satisfies the trust
     policy that applies to the repository (levels strict/permissive/audit/skip).
@@ -96,12 +97,12 @@ def verify(
             return
         if trust_policy is not None or trust_store is not None:
             raise UsageError("--trust-policy and --trust-store need --notation", reason="no-verifier")
-        bundle_verifier = keyless_verifier(
+        keyless = keyless_verifiers(
             keys_given=bool(key), identity=identity, identity_regexp=identity_regexp, issuer=issuer,
             issuer_regexp=issuer_regexp, gh_repository=gh_repository, gh_ref=gh_ref, gh_trigger=gh_trigger,
             gh_sha=gh_sha, trusted_root=trusted_root, staging=staging)
         keys: dict[str, Any] = {}
-        if bundle_verifier is None:
+        if keyless is None:
             assert key is not None
             keys = load_public_keys(key)
             if threshold > len(keys):
@@ -117,7 +118,8 @@ def verify(
             err(f"resolved {ref} to {pinned}")
         attachments = attach.discover(store, manifest.digest)
         outcome = verify_key_signatures(store, manifest.digest, attachments, keys, annotations=wanted,
-                                        bundle_verifier=bundle_verifier)
+                                        bundle_verifier=keyless.bundle if keyless else None,
+                                        legacy_verifier=keyless.legacy if keyless else None)
         state["rejected"] = [{"artifact": a, "reason": r, "message": m} for a, r, m in outcome.rejected]
         judge(outcome, threshold)
         verified = [
@@ -131,11 +133,13 @@ def verify(
         else:
             emit_json([v["payload"] for v in verified])
         err(f"Verified {pinned}:")
-        if bundle_verifier is not None:
+        if keyless is not None:
             count = len(outcome.signers)
-            err(f"  - Sigstore bundles by {count} matching identit{'y' if count == 1 else 'ies'} verified"
+            kinds = " and ".join(sorted({"Sigstore bundles" if v.format == "bundle" else "cosign legacy signatures"
+                                         for v in outcome.verified}))
+            err(f"  - {kinds} by {count} matching identit{'y' if count == 1 else 'ies'} verified"
                 f" (threshold {threshold}): {', '.join(sorted(outcome.signers))}")
-            err("  - certificate chain, transparency log inclusion and signing time checked offline")
+            err("  - certificate chain, transparency log entry and signing time checked offline")
         else:
             err(f"  - signatures by {len(outcome.signers)} of {len(keys)} key(s) verified (threshold {threshold})")
         err("  - each verified payload names this exact digest")
