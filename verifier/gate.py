@@ -433,20 +433,15 @@ class SuccessCache(Protocol):
     def record(self, digest: str, fingerprint: str) -> None: ...
 
 
-class CachingStore:
-    """A :class:`Store` that fetches each manifest (by digest) and blob at most once per run.
+class Memo:
+    """Compute each key's value once; concurrent callers of the same key wait for the first."""
 
-    Only content addressed by digest is memoised (its bytes are checked against the digest);
-    tags and tag listings are asked each time they are needed within one evaluation.
-    """
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self._memo: dict[tuple[str, str], Any] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, ...], Any] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def _once(self, key: tuple[str, str], fn: Callable[[], T]) -> T:
+    def once(self, key: tuple[str, ...], fn: Callable[[], T]) -> T:
         with self._lock:
             if key in self._memo:
                 return self._memo[key]  # type: ignore[no-any-return]
@@ -459,6 +454,18 @@ class CachingStore:
             with self._lock:
                 self._memo[key] = value
             return value
+
+
+class CachingStore:
+    """A :class:`Store` that fetches each manifest (by digest) and blob at most once per run.
+
+    Only content addressed by digest is memoised (its bytes are checked against the digest);
+    tags and tag listings are asked each time they are needed within one evaluation.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self._once = Memo().once
 
     @property
     def location(self) -> str:
@@ -564,23 +571,8 @@ class Run:
     def __init__(self, factory: StoreFactory) -> None:
         self.factory = factory
         self._stores: dict[str, CachingStore] = {}
-        self._memo: dict[tuple[str, ...], Any] = {}
-        self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
-
-    def once(self, key: tuple[str, ...], fn: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._memo:
-                return self._memo[key]  # type: ignore[no-any-return]
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            with self._lock:
-                if key in self._memo:
-                    return self._memo[key]  # type: ignore[no-any-return]
-            value = fn()
-            with self._lock:
-                self._memo[key] = value
-            return value
+        self.once = Memo().once
 
     def store(self, ref: Reference) -> CachingStore:
         with self._lock:
