@@ -9,6 +9,8 @@
    :mod:`bench.verify`.
 4. ``imgseal verify-bundle`` vs ``python -m sigstore verify identity --offline`` on one
    conformance bundle (whole-process ratio; target <= 0.5): :mod:`bench.verify_bundle`.
+5. ``imgseal gate`` over 200 distinct signed images, cold and warm: :mod:`bench.gate`.
+Also :mod:`bench.naive_race`: what a cosign-style referrers-index read-modify-write loses.
 
 ``IMGSEAL_BENCH_MIB`` sets the layer size (default 1024).
 """
@@ -89,6 +91,9 @@ def main() -> None:
     verify_bundle.main()  # 4. verify-bundle vs sigstore-python's CLI (ratio; target <= 0.5)
     if shutil.which("docker-registry"):
         verify.main()  # 3. verify --key and CLI import time, interleaved with the interpreter floor
+        from bench import gate
+
+        gate.main()  # 5. gate over 200 distinct signed images, cold and warm (targets < 10 s, < 1 s)
 
 
 if __name__ == "__main__":
