@@ -166,6 +166,8 @@ class RegistryClient:
 
         if not (is_loopback(self.host) or self.insecure):
             return "https"
+        if is_loopback(self.host) and not self.insecure and self._plain_http_registry():
+            return "http"
         try:
             self.session.get(f"https://{self.host}/v2/", timeout=self.options.timeout, verify=self.verify,
                              allow_redirects=False)
@@ -184,6 +186,30 @@ class RegistryClient:
             raise NetworkError(f"cannot connect to registry {self.host}: {_short(e)}") from e
         except requests.exceptions.RequestException as e:
             raise NetworkError(f"cannot reach registry {self.host}: {_short(e)}") from e
+
+    def _plain_http_registry(self) -> bool:
+        """Whether a loopback host answers ``/v2/`` over plain HTTP (no credentials are sent).
+
+        Asking loopback in plain HTTP first spares the TLS probe (loading a CA bundle costs
+        ~40 ms per process). A TLS-only server answers Go's "400 Client sent an HTTP request to
+        an HTTPS server" or drops the connection; then the HTTPS probe decides, as for any host.
+        Nothing on loopback can be intercepted by the network, so the order changes no trust.
+        """
+        import requests
+
+        try:
+            resp = self.session.get(f"http://{self.host}/v2/", timeout=self.options.timeout, allow_redirects=False)
+        except requests.exceptions.RequestException:
+            return False
+        if resp.status_code not in (200, 401):
+            resp.close()
+            return False
+        self.request_count += 1
+        self._pinged = True
+        if resp.status_code == 401:
+            self._note_challenge(resp)
+        resp.close()
+        return True
 
     def ping(self) -> None:
         """``GET /v2/``: learns the auth challenge; raises if the registry is unusable."""
@@ -277,7 +303,9 @@ class RegistryClient:
     ) -> requests.Response:
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}" if repository else None
         if not self._pinged:
-            self.ping()
+            _ = self.base  # scheme detection may already have pinged (plain-HTTP loopback)
+            if not self._pinged:
+                self.ping()
         resp = self._send(method, path, scope=scope, repository=repository, expected=(*expected, 401),
                           headers=headers, data=data, stream=stream, params=params, retry=retry)
         if resp.status_code == 401:
