@@ -2,8 +2,8 @@
 
 Builds a small OCI image layout in a temp dir with imgseal's own writer, prints its
 digest, checks it deeply, generates a key pair, signs the digest, verifies the signature
-as a deploy gate, then shows that a tampered layer and a signature from another key are
-both caught.
+as a deploy gate, attaches signed SLSA provenance and verifies it, then shows that a
+tampered layer and a signature from another key are both caught.
 """
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ def main() -> None:
         _run("keys", "generate", "--output-prefix", str(root / "other"), env=env)
         _run("sign", pinned, "--key", str(root / "team.key"), "-a", "stage=prod", env=env)
         _run("verify", ref, "--key", str(root / "team.pub"), "-a", "stage=prod", "-o", "json", env=env)
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        _run("provenance", pinned, "--ci", "generic", "--builder-id", "https://ci.example.com/builder@v1",
+             "--source-uri", "git+https://git.example.com/team/app@refs/heads/main",
+             "--source-digest", f"gitCommit:{commit}", "--attest", "--key", str(root / "team.key"),
+             "--output", str(root / "provenance.json"), env=env)
+        _run("verify-attestation", ref, "--type", "slsaprovenance1", "--key", str(root / "team.pub"),
+             "--builder-id", "https://ci.example.com/builder", "--source-uri", "git.example.com/team/app",
+             "--source-branch", "main", "-o", "json", env=env)
         _run("tree", pinned, env=env)
         print("\n# a signature by a key we do not trust is refused:")
         _run("verify", ref, "--key", str(root / "other.pub"), env=env, expect=1)
@@ -58,7 +66,8 @@ def main() -> None:
         data[-1] ^= 0xFF
         blob.write_bytes(bytes(data))
         _run("digest", pinned, "--deep", env=env, expect=1)
-        print("\ndemo finished: digest pinned, signed, verified; tampering and untrusted keys refused.")
+        print("\ndemo finished: digest pinned, signed, verified, provenance attested and checked; tampering and "
+              "untrusted keys refused.")
 
 
 if __name__ == "__main__":
