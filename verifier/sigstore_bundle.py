@@ -43,7 +43,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from imgseal.digest import Digest
 from imgseal.errors import InvalidInputError, KeyMaterialError, UsageError, VerificationError
-from verifier import tlog
+from verifier import protojson, tlog
 from verifier.sigstore_trust import CtLogKey, TrustMaterial, load_trusted_root
 from verifier.tlog import DsseContent, MessageContent, PublicKey, Signer
 
@@ -254,89 +254,13 @@ BUNDLE_MEDIA_TYPES: Final = frozenset({
     "application/vnd.dev.sigstore.bundle.v0.3+json",
 })
 _HASH_ALGORITHMS: Final = frozenset({"SHA2_256", "SHA2_384", "SHA2_512", "SHA3_256", "SHA3_384"})
-_UINT64_MAX: Final = 2**64 - 1
-_B64_CHARS = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
-
-
-class _Malformed(Exception):
-    """Where in the document the bundle breaks the schema; becomes an InvalidInputError."""
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-def _fields(obj: Any, where: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:
-    """The members of a message as {camelName: value}; refuse unknown and missing ones.
-
-    proto3 JSON parsers accept the original snake_case field names too; a member given
-    twice (both spellings) is refused. ``null`` is the same as absent.
-    """
-    if not isinstance(obj, dict):
-        raise _Malformed(f"{where}: expected an object")
-    required = tuple(required)
-    allowed = set(required) | set(optional)
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        name = key if key in allowed else _camel(key)
-        if name not in allowed:
-            raise _Malformed(f"{where}.{key}: unknown field")
-        if name in out:
-            raise _Malformed(f"{where}.{name}: given twice")
-        if value is not None:
-            out[name] = value
-    for name in required:
-        if name not in out:
-            raise _Malformed(f"{where}.{name}: field required")
-    return out
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _Malformed(f"{where}: expected a string")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _Malformed(f"{where}: expected an array")
-    return value
-
-
-def _bytes(value: Any, where: str) -> bytes:
-    """proto3 JSON ``bytes``: standard or URL-safe base64, padded or not; nothing else.
-
-    Line breaks are skipped, as Go's decoder (protojson) skips them: some producers wrap
-    long values at 76 characters (conformance case rekor2-timestamp-with-incorrect-time_fail).
-    """
-    import base64
-    import binascii
-
-    if isinstance(value, str):
-        value = value.replace("\r", "").replace("\n", "")
-    if not isinstance(value, str) or not _B64_CHARS.fullmatch(value) or len(value.rstrip("=")) % 4 == 1:
-        raise _Malformed(f"{where}: invalid base64")
-    text = value.rstrip("=").replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Malformed(f"{where}: invalid base64") from None
-
-
-def _uint64(value: Any, where: str) -> int:
-    """proto3 JSON 64-bit integer: a decimal string (or a JSON number), 0 … 2**64-1."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        n = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    else:
-        raise _Malformed(f"{where}: expected an unsigned 64-bit integer, got {str(value)[:24]!r}")
-    if not 0 <= n <= _UINT64_MAX:
-        raise _Malformed(f"{where}: value exceeds the uint64 domain: {n}")
-    return n
+# protobuf JSON readers shared with the trusted-root parser (verifier.protojson).
+_Malformed = protojson.ProtoJsonError
+_fields = protojson.fields
+_str = protojson.string
+_list = protojson.array
+_bytes = protojson.b64
+_uint64 = protojson.uint64
 
 
 @dataclass(frozen=True)

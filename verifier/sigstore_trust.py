@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from imgseal.errors import InvalidInputError
+from verifier import protojson
 from verifier.tlog import LogKey, PublicKey
 
 MAX_TRUSTED_ROOT_BYTES: Final = 4 << 20
@@ -90,57 +91,12 @@ def _load_key(raw: bytes, what: str) -> PublicKey:
     return key
 
 
-class _Bad(Exception):
-    """Where the trusted root breaks the schema."""
-
-
-def _obj(value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    # The rules sigstore-python's models applied (unknown members refused, required ones
-    # present; snake_case names accepted as proto3 JSON parsers do; null is absent).
-    if not isinstance(value, dict):
-        raise _Bad(f"{where}: expected an object")
-    allowed = set(required) | set(optional)
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        head, *rest = key.split("_")
-        name = key if key in allowed else head + "".join(p[:1].upper() + p[1:] for p in rest)
-        if name not in allowed:
-            raise _Bad(f"{where}.{key}: unknown field")
-        if name in out:
-            raise _Bad(f"{where}.{name}: given twice")
-        if item is not None:
-            out[name] = item
-    for name in required:
-        if name not in out:
-            raise _Bad(f"{where}.{name}: field required")
-    return out
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _Bad(f"{where}: expected a string")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _Bad(f"{where}: expected an array")
-    return value
-
-
-def _b64(value: Any, where: str) -> bytes:
-    import base64
-    import binascii
-
-    if not isinstance(value, str):
-        raise _Bad(f"{where}: expected base64 text")
-    text = value.replace("\r", "").replace("\n", "").rstrip("=").replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Bad(f"{where}: invalid base64") from None
+# protobuf JSON readers shared with the bundle parser (verifier.protojson).
+_Bad = protojson.ProtoJsonError
+_obj = protojson.fields
+_str = protojson.string
+_list = protojson.array
+_b64 = protojson.b64
 
 
 def _time(value: Any, where: str) -> datetime:
