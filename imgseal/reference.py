@@ -43,7 +43,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final, Self
 
 from imgseal.digest import Digest
 from imgseal.errors import InvalidReferenceError
@@ -67,8 +67,55 @@ _IDENTIFIER = re.compile(r"[a-f0-9]{64}")  # normalize.go anchoredIdentifierRege
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+class _Forms:
+    """The forms both kinds of reference share, built from ``name``, ``tag`` and ``digest``."""
+
+    if TYPE_CHECKING:
+        tag: str | None
+        digest: Digest | None
+
+        @property
+        def name(self) -> str: ...
+
+    @property
+    def is_digest(self) -> bool:
+        """True when the reference pins a digest (any tag is then informational)."""
+        return self.digest is not None
+
+    def with_digest(self, digest: Digest) -> Self:
+        """The same name and tag, pinned to ``digest``."""
+        if not isinstance(digest, Digest):
+            raise InvalidReferenceError(f"digest must be a Digest, not {type(digest).__name__}")
+        return replace(self, digest=digest)  # type: ignore[type-var]
+
+    def with_tag(self, tag: str) -> Self:
+        """A tag reference to ``tag`` in the same place (any digest is dropped).
+
+        Dropping the digest is deliberate: the result names whatever the tag points at,
+        e.g. ``ref.with_tag(digest.tag_form + ".sig")`` for cosign's legacy signature tag.
+        """
+        if not isinstance(tag, str):
+            raise InvalidReferenceError("tag must be a string")
+        _check_tag(tag, tag)
+        return replace(self, tag=tag, digest=None)  # type: ignore[type-var]
+
+    def pinned(self) -> str:
+        """``NAME@digest``: the form to deploy. Needs a digest."""
+        if self.digest is None:
+            raise InvalidReferenceError(f"{self} has no digest to pin", hint="resolve the tag to a digest first")
+        return f"{self.name}@{self.digest}"
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+
 @dataclass(frozen=True)
-class Reference:
+class Reference(_Forms):
     """A normalised registry reference such as ``docker.io/library/alpine:latest``.
 
     Instances are always in normal form: ``registry`` lowercase and never
@@ -111,45 +158,10 @@ class Reference:
         """The host[:port] that serves the distribution API for this registry."""
         return DOCKER_HUB_API_HOST if self.registry == DEFAULT_DOMAIN else self.registry
 
-    @property
-    def is_digest(self) -> bool:
-        """True when the reference pins a digest (any tag is then informational)."""
-        return self.digest is not None
-
-    def with_digest(self, digest: Digest) -> Reference:
-        """The same name and tag, pinned to ``digest``."""
-        if not isinstance(digest, Digest):
-            raise InvalidReferenceError(f"digest must be a Digest, not {type(digest).__name__}")
-        return replace(self, digest=digest)
-
-    def with_tag(self, tag: str) -> Reference:
-        """A tag reference to ``tag`` in the same repository (any digest is dropped).
-
-        Dropping the digest is deliberate: the result names whatever the tag points at,
-        e.g. ``ref.with_tag(digest.tag_form + ".sig")`` for cosign's legacy signature tag.
-        """
-        if not isinstance(tag, str):
-            raise InvalidReferenceError("tag must be a string")
-        _check_tag(tag, tag)
-        return replace(self, tag=tag, digest=None)
-
-    def pinned(self) -> str:
-        """``registry/repository@digest``; the form to deploy. Needs a digest."""
-        if self.digest is None:
-            raise InvalidReferenceError(f"{self} has no digest to pin", hint="resolve the tag to a digest first")
-        return f"{self.name}@{self.digest}"
-
-    def __str__(self) -> str:
-        text = self.name
-        if self.tag is not None:
-            text += f":{self.tag}"
-        if self.digest is not None:
-            text += f"@{self.digest}"
-        return text
 
 
 @dataclass(frozen=True)
-class LayoutReference:
+class LayoutReference(_Forms):
     """An image in an OCI image layout directory: ``oci-layout:PATH[:TAG][@DIGEST]``.
 
     How the text after ``oci-layout:`` is split (paths may contain ``:`` and ``@``):
@@ -199,35 +211,6 @@ class LayoutReference:
         """``oci-layout:PATH`` without tag or digest."""
         return LAYOUT_PREFIX + _render_layout_path(self.path)
 
-    @property
-    def is_digest(self) -> bool:
-        return self.digest is not None
-
-    def with_digest(self, digest: Digest) -> LayoutReference:
-        if not isinstance(digest, Digest):
-            raise InvalidReferenceError(f"digest must be a Digest, not {type(digest).__name__}")
-        return replace(self, digest=digest)
-
-    def with_tag(self, tag: str) -> LayoutReference:
-        """A tag reference to ``tag`` in the same layout (any digest is dropped)."""
-        if not isinstance(tag, str):
-            raise InvalidReferenceError("tag must be a string")
-        _check_tag(tag, tag)
-        return replace(self, tag=tag, digest=None)
-
-    def pinned(self) -> str:
-        """``oci-layout:PATH@digest``. Needs a digest."""
-        if self.digest is None:
-            raise InvalidReferenceError(f"{self} has no digest to pin", hint="resolve the tag to a digest first")
-        return f"{self.name}@{self.digest}"
-
-    def __str__(self) -> str:
-        text = self.name
-        if self.tag is not None:
-            text += f":{self.tag}"
-        if self.digest is not None:
-            text += f"@{self.digest}"
-        return text
 
 
 AnyReference = Reference | LayoutReference
