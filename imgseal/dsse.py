@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from imgseal.errors import InvalidInputError, UsageError, VerificationError
-from imgseal.manifest import check_json_depth
+from imgseal.manifest import check_json_depth, strict_json_loads
 
 #: Envelopes larger than this are refused before parsing. cosign bounds attestation
 #: payloads well below this; 64 MiB leaves room for large SBOM predicates while keeping a
@@ -258,7 +258,7 @@ def _load_json(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         # Bound nesting before parsing: json's recursion would otherwise surface as RecursionError.
         check_json_depth(text.encode("utf-8") if isinstance(data, str) else data, what="DSSE envelope")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return strict_json_loads(text, what="DSSE envelope", reason=_REASON)
     except UnicodeDecodeError as exc:
         raise InvalidInputError("DSSE envelope is not UTF-8 text", reason=_REASON) from exc
     except json.JSONDecodeError as exc:
@@ -266,19 +266,6 @@ def _load_json(data: bytes | str) -> Any:
             f"DSSE envelope is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             reason=_REASON,
         ) from exc
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidInputError(f"DSSE envelope has a duplicate JSON key {key[:40]!r}", reason=_REASON)
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidInputError(f"DSSE envelope contains the non-JSON constant {name}", reason=_REASON)
 
 
 def _too_large(size: int) -> InvalidInputError:

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from imgseal.digest import Digest
 from imgseal.errors import InvalidInputError, UsageError
+from imgseal.manifest import strict_json_loads
 
 STATEMENT_V1: Final = "https://in-toto.io/Statement/v1"
 STATEMENT_V01: Final = "https://in-toto.io/Statement/v0.1"
@@ -105,7 +106,7 @@ class Statement:
         try:
             # Decode explicitly: json.loads(bytes) would also guess UTF-16/32.
             text = payload.decode("utf-8")
-            obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+            obj = strict_json_loads(text, what="in-toto statement", reason=_REASON)
         except UnicodeDecodeError as exc:
             raise InvalidInputError("in-toto statement is not UTF-8 text", reason=_REASON) from exc
         except json.JSONDecodeError as exc:
@@ -221,17 +222,3 @@ def _parse_subject(index: int, raw: Any) -> Subject:
             )
     return Subject(name, digest)
 
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two JSON parsers that disagree on duplicate keys can read two different statements
-    # from one signed payload; refuse the ambiguity outright.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidInputError(f"in-toto statement has a duplicate JSON key {key[:40]!r}", reason=_REASON)
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidInputError(f"in-toto statement contains the non-JSON constant {name}", reason=_REASON)

@@ -46,6 +46,27 @@ def load_json(raw: bytes, *, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> 
         raise InvalidInputError(f"{what} is not valid JSON: {e}") from e
 
 
+def strict_json_loads(text: str, *, what: str, reason: str) -> Any:
+    """``json.loads`` refusing duplicate keys and the non-JSON constants NaN/Infinity.
+
+    Two JSON parsers that disagree on duplicate keys can read two different documents from
+    one signed payload; refuse the ambiguity outright.
+    """
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InvalidInputError(f"{what} has a duplicate JSON key {key[:40]!r}", reason=reason)
+            out[key] = value
+        return out
+
+    def no_constants(name: str) -> Any:
+        raise InvalidInputError(f"{what} contains the non-JSON constant {name}", reason=reason)
+
+    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
+
+
 def check_json_depth(raw: bytes, *, what: str, limit: int = MAX_JSON_DEPTH) -> None:
     """Refuse JSON nested deeper than ``limit`` before handing it to the parser."""
     depth = 0
