@@ -92,6 +92,8 @@ class RegistryError(UndecidableError):
     """The registry answered with an error we cannot recover from."""
 
     default_reason = "registry-error"
+    #: The first distribution-spec error code of the answer (``DIGEST_INVALID`` …), when it had one.
+    registry_code: str | None = None
 
 
 class NetworkError(UndecidableError):

@@ -57,6 +57,9 @@ ACCEPT_MANIFESTS: Final = ", ".join(MANIFEST_TYPES)
 RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS: Final = 5
 MAX_PAGES: Final = 64
+# Answers to a manifest PUT that distribution gives transiently while the same blob is pushed concurrently.
+TRANSIENT_MANIFEST_CODES: Final = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
+MANIFEST_PUT_ATTEMPTS: Final = 5
 USER_AGENT: Final = "imgseal/0.1"
 
 
@@ -95,7 +98,8 @@ def _redact(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("<redacted>" if k.lower() in secret else v) for k, v in headers.items()}
 
 
-def _registry_error_message(resp: requests.Response) -> str:
+def _registry_error(resp: requests.Response) -> tuple[str | None, str]:
+    """The first distribution-spec error code of an error answer (if any) and a one-line message."""
     try:
         if "json" in resp.headers.get("Content-Type", "") and len(resp.content) < 65536:
             data = resp.json()
@@ -103,10 +107,10 @@ def _registry_error_message(resp: requests.Response) -> str:
             if isinstance(errors, list) and errors and isinstance(errors[0], dict):
                 code = str(errors[0].get("code", ""))
                 message = str(errors[0].get("message", ""))
-                return " ".join(f"{code}: {message}".split())[:300]
+                return code or None, " ".join(f"{code}: {message}".split())[:300]
     except ValueError:
         pass
-    return f"HTTP {resp.status_code} {resp.reason or ''}".strip()
+    return None, f"HTTP {resp.status_code} {resp.reason or ''}".strip()
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -401,7 +405,7 @@ class RegistryClient:
         raise RegistryError(f"too many redirects from {self.host}")
 
     def _error_for(self, resp: requests.Response, method: str, url: str) -> Error:
-        message = _registry_error_message(resp)
+        code, message = _registry_error(resp)
         where = f"{method} {_path_only(url)}"
         resp.close()
         if resp.status_code == 404:
@@ -411,7 +415,9 @@ class RegistryClient:
         if resp.status_code in RETRY_STATUS:
             return RegistryError(f"{where}: registry {self.host} kept failing ({message}) after retries",
                                  reason="registry-unavailable")
-        return RegistryError(f"{where}: registry {self.host} answered {message}")
+        error = RegistryError(f"{where}: registry {self.host} answered {message}")
+        error.registry_code = code
+        return error
 
     def repository(self, name: str) -> RegistryStore:
         return RegistryStore(self, name)
@@ -492,8 +498,21 @@ class RegistryStore:
         digest = Digest.of(raw)
         if len(raw) > MAX_MANIFEST_BYTES:
             raise InvalidInputError(f"manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
-        resp = self.client.request("PUT", self._path("manifests", tag or str(digest)), repository=self._repository,
-                                   push=True, expected=(200, 201, 202), headers={"Content-Type": media_type}, data=raw)
+        for attempt in range(1, MANIFEST_PUT_ATTEMPTS + 1):
+            try:
+                resp = self.client.request("PUT", self._path("manifests", tag or str(digest)),
+                                           repository=self._repository, push=True, expected=(200, 201, 202),
+                                           headers={"Content-Type": media_type}, data=raw)
+                break
+            except RegistryError as e:
+                # distribution's filesystem driver rewrites a blob's repository link file in place
+                # whenever anyone pushes that blob again; a manifest PUT that checks the link at that
+                # moment reads a partial file and is refused with DIGEST_INVALID (or BLOB_UNKNOWN).
+                # We hashed `raw` ourselves and pushed its blobs first, so that answer is transient.
+                if e.registry_code not in TRANSIENT_MANIFEST_CODES or attempt == MANIFEST_PUT_ATTEMPTS:
+                    raise
+                log.debug("manifest PUT refused with %s; retrying (attempt %d)", e.registry_code, attempt + 1)
+                time.sleep(0.05 * 2 ** (attempt - 1))
         resp.close()
         header = resp.headers.get("Docker-Content-Digest")
         if header and header != str(digest):

@@ -317,6 +317,65 @@ def test_tag_swap_while_signing_signs_the_fetched_bytes(registry, proxy: FaultPr
     assert ok.code == 0 and no.code == 1, (ok.stderr, no.stderr)
 
 
+# -- distribution 2.8's link-file race on manifest PUT -------------------------------------------------
+
+MANIFEST_PUT = match("PUT", r"/manifests/")
+
+
+def _registry_refusal(code: str, message: str) -> Status:
+    body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+    return Status(400, {"Content-Type": "application/json"}, body)
+
+
+def _sign_via(proxy: FaultProxy, registry, cli, tmp_path: Path, repo: str):  # type: ignore[no-untyped-def]
+    from keys import encrypt_private_key, generate, public_pem
+
+    desc = push_image(registry.host, repo, content=repo.encode())
+    key = generate("ecdsa-p256")
+    (tmp_path / "k.key").write_bytes(encrypt_private_key(key, b"pw", scrypt_n=32768))
+    (tmp_path / "k.pub").write_bytes(public_pem(key))
+    r = cli("sign", f"{proxy.host}/{repo}@{desc.digest}", "--key", str(tmp_path / "k.key"),
+            env={"IMGSEAL_PASSWORD": "pw"})
+    return desc, r
+
+
+def test_manifest_put_refused_while_a_blob_is_repushed_is_retried(registry, proxy: FaultProxy, cli,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    """distribution 2.8 rewrites a blob's link file in place on every push of that blob; a
+    concurrent manifest PUT then reads a partial link and answers DIGEST_INVALID. Signers
+    pushing the same empty config blob hit this, so the PUT is retried (bounded)."""
+    proxy.add(MANIFEST_PUT, _registry_refusal("DIGEST_INVALID", "provided digest did not match uploaded content"),
+              times=2)
+    proxy.add(MANIFEST_PUT, _registry_refusal("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry"), times=1)
+    desc, r = _sign_via(proxy, registry, cli, tmp_path, "faults/linkrace")
+    record("manifest PUT refused DIGEST_INVALID ×2, BLOB_UNKNOWN ×1", classify(r.code))
+    assert r.code == 0, r.stderr
+    v = cli("verify", f"{registry.host}/faults/linkrace@{desc.digest}", "--key", str(tmp_path / "k.pub"))
+    assert v.code == 0, v.stderr
+
+
+def test_manifest_put_refused_for_good_gives_up_with_exit_3(registry, proxy: FaultProxy, cli,  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    from imgseal.store.registry import MANIFEST_PUT_ATTEMPTS
+
+    proxy.add(MANIFEST_PUT, _registry_refusal("DIGEST_INVALID", "provided digest did not match uploaded content"))
+    desc, r = _sign_via(proxy, registry, cli, tmp_path, "faults/linkrace2")
+    record("manifest PUT refused DIGEST_INVALID forever", classify(r.code))
+    assert r.code == 3 and "DIGEST_INVALID" in r.stderr, r.stderr
+    assert sum(1 for s in proxy.seen if s.action == "Status") == MANIFEST_PUT_ATTEMPTS
+    v = cli("verify", f"{registry.host}/faults/linkrace2@{desc.digest}", "--key", str(tmp_path / "k.pub"))
+    assert v.code == 1, v.stderr  # nothing half-attached was left behind
+
+
+def test_manifest_put_refused_as_invalid_is_not_retried(registry, proxy: FaultProxy, cli,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    proxy.add(MANIFEST_PUT, _registry_refusal("MANIFEST_INVALID", "manifest invalid"))
+    _, r = _sign_via(proxy, registry, cli, tmp_path, "faults/invalid")
+    record("manifest PUT refused MANIFEST_INVALID", classify(r.code))
+    assert r.code == 3 and "MANIFEST_INVALID" in r.stderr, r.stderr
+    assert sum(1 for s in proxy.seen if s.action == "Status") == 1
+
+
 # -- stalls (library level: small client timeout) ------------------------------------------------------
 
 
