@@ -196,10 +196,11 @@ def test_layout_signing_in_place(tmp_path: Path, cli) -> None:
     assert cli("verify", f"oci-layout:{tmp_path}/lay:v1", "--key", str(pub)).code == 0
 
 
-def _sign_process(ref: str, key: Path) -> int:
+def _sign_process(ref: str, key: Path) -> tuple[int, str]:
     env = {"IMGSEAL_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "imgseal", "sign", ref, "--key", str(key)], env=env,
-                          capture_output=True, check=False, timeout=300).returncode
+    proc = subprocess.run([sys.executable, "-m", "imgseal", "sign", ref, "--key", str(key)], env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+    return proc.returncode, proc.stderr.strip()
 
 
 @pytest.mark.slow
@@ -216,8 +217,9 @@ def test_32_concurrent_signers_lose_nothing(registry, cli, tmp_path: Path, round
         (tmp_path / f"k{i}.pub").write_bytes(public_pem(key))
         keys.append(priv)
     with ThreadPoolExecutor(max_workers=32) as pool:
-        codes = list(pool.map(lambda k: _sign_process(ref, k), keys))
-    assert codes == [0] * 32
+        results = list(pool.map(lambda k: _sign_process(ref, k), keys))
+    failures = [f"exit {code}: {err}" for code, err in results if code != 0]
+    assert not failures, "\n".join(failures)
     store = registry_store(registry.host, f"race/app{round_}")
     found = attach.discover(store, desc.digest)
     assert len(found) == 32
