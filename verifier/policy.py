@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import yaml
 
@@ -44,7 +44,9 @@ from imgseal.manifest import check_json_depth
 from imgseal.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from keys import PublicKey, load_public_key
 from verifier.attestation_checks import WhereCondition, parse_where
-from verifier.notation_policy import TrustPolicyDocument, load_trust_policy
+
+if TYPE_CHECKING:
+    from verifier.notation_policy import TrustPolicyDocument
 
 POLICY_VERSION: Final = 1
 MAX_POLICY_BYTES: Final = 1 << 20
@@ -626,6 +628,8 @@ class _Reader:
         if "trust_policy" in fields:
             policy_path = self.file(fields["trust_policy"], f"{label} notation trust_policy")
             if policy_path is not None:
+                from verifier.notation_policy import load_trust_policy  # only policies with notation rules pay for it
+
                 try:
                     document = load_trust_policy(policy_path)
                 except InvalidInputError as e:

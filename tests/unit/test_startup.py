@@ -115,3 +115,21 @@ def test_lazy_group_loads_a_command_on_demand_and_suggests_from_all() -> None:
     assert "Did you mean 'verify-bundle'" in result.output
     result = CliRunner().invoke(main.app, ["digest", "--help"])
     assert result.exit_code == 0 and "REFERENCE" in result.output
+
+
+def test_policy_without_notation_rules_never_imports_x509(tmp_path: Path) -> None:
+    """``gate``/``webhook`` load the policy on every run; x509 (~30 ms) is for notation rules only."""
+    from keys import generate, public_pem
+
+    (tmp_path / "team.pub").write_bytes(public_pem(generate("ecdsa-p256")))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('version: 1\nrules:\n  - name: team\n    match: ["registry.example/team/*"]\n'
+                      "    require:\n      signatures: {keys: [team.pub]}\n")
+    probe = PROBE.replace("{name.split('.')[0] for name in sys.modules}", "set(sys.modules)")
+    probe = probe.replace('{name.split(".")[0] for name in sys.modules}', "set(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe, "policy", "check", str(policy)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout.splitlines()[-1]))
+    assert "verifier.policy" in loaded and "keys" in loaded  # the probe did load and check the policy
+    assert "cryptography.x509" not in loaded and "verifier.notation_policy" not in loaded
