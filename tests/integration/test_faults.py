@@ -354,26 +354,19 @@ def test_manifest_put_refused_while_a_blob_is_repushed_is_retried(registry, prox
     assert v.code == 0, v.stderr
 
 
+@pytest.mark.parametrize(("code", "retried"), [("DIGEST_INVALID", True), ("MANIFEST_INVALID", False)])
 def test_manifest_put_refused_for_good_gives_up_with_exit_3(registry, proxy: FaultProxy, cli,  # type: ignore[no-untyped-def]
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, code: str, retried: bool) -> None:
     from imgseal.store.registry import MANIFEST_PUT_ATTEMPTS
 
-    proxy.add(MANIFEST_PUT, _registry_refusal("DIGEST_INVALID", "provided digest did not match uploaded content"))
-    desc, r = _sign_via(proxy, registry, cli, tmp_path, "faults/linkrace2")
-    record("manifest PUT refused DIGEST_INVALID forever", classify(r.code))
-    assert r.code == 3 and "DIGEST_INVALID" in r.stderr, r.stderr
-    assert sum(1 for s in proxy.seen if s.action == "Status") == MANIFEST_PUT_ATTEMPTS
-    v = cli("verify", f"{registry.host}/faults/linkrace2@{desc.digest}", "--key", str(tmp_path / "k.pub"))
+    repo = f"faults/refused-{code.lower().replace('_', '-')}"
+    proxy.add(MANIFEST_PUT, _registry_refusal(code, "refused"))
+    desc, r = _sign_via(proxy, registry, cli, tmp_path, repo)
+    record(f"manifest PUT refused {code} forever", classify(r.code))
+    assert r.code == 3 and code in r.stderr, r.stderr
+    assert sum(1 for s in proxy.seen if s.action == "Status") == (MANIFEST_PUT_ATTEMPTS if retried else 1)
+    v = cli("verify", f"{registry.host}/{repo}@{desc.digest}", "--key", str(tmp_path / "k.pub"))
     assert v.code == 1, v.stderr  # nothing half-attached was left behind
-
-
-def test_manifest_put_refused_as_invalid_is_not_retried(registry, proxy: FaultProxy, cli,  # type: ignore[no-untyped-def]
-                                                         tmp_path: Path) -> None:
-    proxy.add(MANIFEST_PUT, _registry_refusal("MANIFEST_INVALID", "manifest invalid"))
-    _, r = _sign_via(proxy, registry, cli, tmp_path, "faults/invalid")
-    record("manifest PUT refused MANIFEST_INVALID", classify(r.code))
-    assert r.code == 3 and "MANIFEST_INVALID" in r.stderr, r.stderr
-    assert sum(1 for s in proxy.seen if s.action == "Status") == 1
 
 
 # -- stalls (library level: small client timeout) ------------------------------------------------------
