@@ -5,9 +5,13 @@ The choices mirror cosign and sigstore/sigstore so that keys and signatures inte
 * Key types are those of sigstore's algorithm registry (``pkg/signature/algorithm_registry.go``):
   ECDSA on P-256/P-384/P-521, RSA PKCS#1 v1.5 with 2048-4096 bit moduli, and Ed25519.
 * The hash each key type signs with is the registry's default (``LoadDefaultSignerVerifier``):
-  P-256 with SHA-256, P-384 with SHA-384, P-521 with SHA-512, RSA with SHA-256; Ed25519 signs the
-  message itself. cosign loads Ed25519 keys with ``WithED25519ph()`` for hashedrekord uploads, so
-  Ed25519ph (RFC 8032 §5.1, SHA-512 prehash, empty context) is available on request.
+  P-256 with SHA-256, P-384 with SHA-384, P-521 with SHA-512, RSA with SHA-256.
+* Ed25519 key files sign **Ed25519ph** (RFC 8032 §5.1, SHA-512 prehash, empty context), as
+  cosign has since 2.4: its ``LoadPrivateKey`` applies ``GetDefaultLoadOptions``, which is
+  ``WithED25519ph()`` ("the only available option for hashedrekord entries"). Older cosign
+  signed pure Ed25519, so verification accepts either scheme unless told which. That is
+  safe: Ed25519ph signs under RFC 8032's ``dom2`` prefix, so a signature of one scheme never
+  verifies as the other (a test checks this both ways).
 * Weak keys are refused as cosign's ``goodkey.ValidatePubKey`` refuses them (P-224, secp256k1,
   RSA below 2048 or above 4096 bits).
 
@@ -221,11 +225,11 @@ def key_id(key: PrivateKey | PublicKey) -> str:
     return hashlib.sha256(public_der(key)).hexdigest()
 
 
-def sign(key: PrivateKey, data: bytes, *, ed25519ph: bool = False) -> bytes:
+def sign(key: PrivateKey, data: bytes, *, ed25519ph: bool | None = None) -> bytes:
     """Sign ``data`` the way cosign does for this key type.
 
     ECDSA signatures are ASN.1 DER (as Go's ``ecdsa.SignASN1``); RSA is PKCS#1 v1.5 with SHA-256;
-    Ed25519 is pure unless ``ed25519ph`` asks for the prehashed variant.
+    Ed25519 is Ed25519ph (cosign's default) unless ``ed25519ph=False`` asks for pure Ed25519.
     """
     if ed25519ph and not isinstance(key, ed25519.Ed25519PrivateKey):
         raise UsageError("Ed25519ph applies only to Ed25519 keys", reason="bad-algorithm")
@@ -235,15 +239,22 @@ def sign(key: PrivateKey, data: bytes, *, ed25519ph: bool = False) -> bytes:
         return key.sign(data, ec.ECDSA(hash_alg))
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    if ed25519ph:
-        return _ed25519ph_sign(key, data)
-    return key.sign(data)
+    if ed25519ph is False:
+        return key.sign(data)
+    return _ed25519ph_sign(key, data)
 
 
-def verify(public_key: PublicKey, data: bytes, signature: bytes, *, ed25519ph: bool = False) -> bool:
-    """True iff ``signature`` is a valid signature over ``data`` by ``public_key`` (see :func:`sign`)."""
+def verify(public_key: PublicKey, data: bytes, signature: bytes, *, ed25519ph: bool | None = None) -> bool:
+    """True iff ``signature`` is a valid signature over ``data`` by ``public_key`` (see :func:`sign`).
+
+    For Ed25519, ``ed25519ph=None`` accepts Ed25519ph or pure Ed25519 (cosign before and since
+    2.4); ``True`` or ``False`` accepts only that scheme.
+    """
     if ed25519ph and not isinstance(public_key, ed25519.Ed25519PublicKey):
         return False
+    if isinstance(public_key, ed25519.Ed25519PublicKey) and ed25519ph is None:
+        return verify(public_key, data, signature, ed25519ph=True) or verify(public_key, data, signature,
+                                                                            ed25519ph=False)
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             hash_alg = hash_algorithm(public_key)

@@ -43,6 +43,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from imgseal.digest import Digest
 from imgseal.errors import InvalidInputError, KeyMaterialError, UsageError, VerificationError
+from keys import verify as verify_with_key
 from verifier import protojson, tlog
 from verifier.sigstore_trust import CtLogKey, TrustMaterial, load_trusted_root
 from verifier.tlog import DsseContent, MessageContent, PublicKey, Signer
@@ -543,11 +544,13 @@ def _message_content(ms: MessageSignature, artifact: bytes | None, artifact_dige
 
 
 def _signature_ok(key: PublicKey, content: MessageContent | DsseContent, artifact: bytes | None) -> bool:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        # Ed25519ph (cosign's default since 2.4) or pure Ed25519 (earlier signers; see keys.material).
+        # Neither can be checked from the bundle's SHA-256 digest: it needs the artifact itself.
+        data = content.pae() if isinstance(content, DsseContent) else artifact
+        return data is not None and verify_with_key(key, data, content.signature)
     if isinstance(content, DsseContent):
         return tlog.verify_signature(key, content.signature, content.pae())
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        # Ed25519 has no prehash form: it can only be checked over the artifact itself.
-        return artifact is not None and tlog.verify_signature(key, content.signature, artifact)
     return tlog.verify_prehashed_signature(key, content.signature, content.digest, content.digest_algorithm)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tests.integration.images import push_image, registry_store
 
@@ -29,23 +30,51 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def key_pair(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
+# cosign's key-file signature schemes: ECDSA P-256 (generate-key-pair), pure Ed25519 (imported
+# Ed25519 keys before cosign 2.4) and Ed25519ph (since 2.4: LoadPrivateKey's default load options).
+SCHEMES = ["ecdsa-p256", "ed25519", "ed25519ph"]
+
+Signer = Callable[[bytes], bytes]
+
+
+def key_pair(tmp_path: Path, scheme: str = "ecdsa-p256") -> tuple[Signer, Path, bytes]:
+    """A signing function, the public key file, and the PKIX DER public key."""
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    if scheme == "ecdsa-p256":
+        ec_key = key = ec.generate_private_key(ec.SECP256R1())
+
+        def sign(message: bytes) -> bytes:
+            return ec_key.sign(message, ec.ECDSA(hashes.SHA256()))
+    else:
+        ed_key = key = ed25519.Ed25519PrivateKey.generate()
+
+        def sign(message: bytes) -> bytes:
+            if scheme == "ed25519":
+                return ed_key.sign(message)
+            from nacl import bindings  # libsodium's Ed25519ph, as Go's ed25519 with crypto.SHA512
+
+            _, secret = bindings.crypto_sign_seed_keypair(ed_key.private_bytes_raw())
+            state = bindings.crypto_sign_ed25519ph_state()
+            bindings.crypto_sign_ed25519ph_update(state, message)
+            return bytes(bindings.crypto_sign_ed25519ph_final_create(state, secret))
     pub = tmp_path / "cosign.pub"
     pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
-    return key, pub
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return sign, pub, der
 
 
-def test_legacy_simple_signing_signature_from_the_spec(registry, cli, tmp_path: Path) -> None:
-    desc = push_image(registry.host, "cosignfmt/legacy", content=b"legacy format")
-    store = registry_store(registry.host, "cosignfmt/legacy")
-    key, pub = key_pair(tmp_path)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_legacy_simple_signing_signature_from_the_spec(registry, cli, tmp_path: Path, scheme: str) -> None:
+    repo = f"cosignfmt/legacy-{scheme}"
+    desc = push_image(registry.host, repo, content=repo.encode())
+    store = registry_store(registry.host, repo)
+    sign, pub, _ = key_pair(tmp_path, scheme)
     # Key order exactly as cosign writes it; "optional" carries the -a annotations.
     template = ('{"critical":{"identity":{"docker-reference":"REPO"},"image":{"docker-manifest-digest":"DIGEST"},'
                 '"type":"cosign container image signature"},"optional":{"env":"prod"}}')
-    payload = template.replace("REPO", f"{registry.host}/cosignfmt/legacy").replace("DIGEST", str(desc.digest)).encode()
-    signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    payload = template.replace("REPO", f"{registry.host}/{repo}").replace("DIGEST", str(desc.digest)).encode()
+    signature = base64.b64encode(sign(payload)).decode()
     store.put_blob(payload)
     config = json.dumps({"architecture": "", "config": {}, "created": "0001-01-01T00:00:00Z", "os": "",
                          "rootfs": {"type": "layers", "diff_ids": [sha(payload)]}}).encode()
@@ -59,27 +88,28 @@ def test_legacy_simple_signing_signature_from_the_spec(registry, cli, tmp_path: 
     }).encode()
     store.put_manifest(manifest, "application/vnd.oci.image.manifest.v1+json",
                        tag=f"sha256-{desc.digest.hex}.sig")
-    r = cli("verify", f"{registry.host}/cosignfmt/legacy:v1", "--key", str(pub), "-a", "env=prod", "-o", "json")
+    r = cli("verify", f"{registry.host}/{repo}:v1", "--key", str(pub), "-a", "env=prod", "-o", "json")
     assert r.code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["verified"][0]["format"] == "legacy"
     assert out["verified"][0]["payload"]["critical"]["image"]["docker-manifest-digest"] == str(desc.digest)
 
 
-def test_v3_bundle_referrer_from_the_spec(registry, cli, tmp_path: Path) -> None:
-    desc = push_image(registry.host, "cosignfmt/bundle", content=b"bundle format")
-    store = registry_store(registry.host, "cosignfmt/bundle")
-    key, pub = key_pair(tmp_path)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_v3_bundle_referrer_from_the_spec(registry, cli, tmp_path: Path, scheme: str) -> None:
+    repo = f"cosignfmt/bundle-{scheme}"
+    desc = push_image(registry.host, repo, content=repo.encode())
+    store = registry_store(registry.host, repo)
+    sign, pub, der = key_pair(tmp_path, scheme)
     statement = json.dumps({
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": f"{registry.host}/cosignfmt/bundle", "digest": {"sha256": desc.digest.hex}}],
+        "subject": [{"name": f"{registry.host}/{repo}", "digest": {"sha256": desc.digest.hex}}],
         "predicateType": "https://sigstore.dev/cosign/sign/v1",
         "predicate": {},
     }).encode()
     payload_type = "application/vnd.in-toto+json"
     pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(statement), statement)
-    sig = key.sign(pae, ec.ECDSA(hashes.SHA256()))
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    sig = sign(pae)
     bundle = json.dumps({
         "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
         "verificationMaterial": {"publicKey": {"hint": base64.b64encode(hashlib.sha256(der).digest()).decode()}},
@@ -103,9 +133,9 @@ def test_v3_bundle_referrer_from_the_spec(registry, cli, tmp_path: Path) -> None
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": len(referrer), "digest": sha(referrer),
          "artifactType": bundle_type}]}).encode()
     store.put_manifest(index, "application/vnd.oci.image.index.v1+json", tag=f"sha256-{desc.digest.hex}")
-    r = cli("verify", f"{registry.host}/cosignfmt/bundle@{desc.digest}", "--key", str(pub), "-o", "json")
+    r = cli("verify", f"{registry.host}/{repo}@{desc.digest}", "--key", str(pub), "-o", "json")
     assert r.code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["verified"][0]["format"] == "bundle" and out["verified"][0]["foundVia"] == "referrers-tag-index"
-    tree = json.loads(cli("tree", f"{registry.host}/cosignfmt/bundle@{desc.digest}", "-o", "json").stdout)
+    tree = json.loads(cli("tree", f"{registry.host}/{repo}@{desc.digest}", "-o", "json").stdout)
     assert tree["attachments"][0]["digest"] == sha(referrer)

@@ -361,13 +361,42 @@ def test_ed25519_pure_and_prehashed() -> None:
     assert key.public_key().public_bytes_raw().hex() == (
         "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
     assert keys.sign(key, b"abc", ed25519ph=True) == expected
+    assert keys.sign(key, b"abc") == expected  # Ed25519ph is the default, as cosign's since 2.4
     assert keys.verify(key.public_key(), b"abc", expected, ed25519ph=True)
     assert not keys.verify(key.public_key(), b"abd", expected, ed25519ph=True)
-    assert not keys.verify(key.public_key(), b"abc", expected)  # a ph signature is not a pure one
-    pure = keys.sign(key, b"abc")
+    assert not keys.verify(key.public_key(), b"abc", expected, ed25519ph=False)  # a ph signature is not a pure one
+    pure = keys.sign(key, b"abc", ed25519ph=False)
     key.public_key().verify(pure, b"abc")
     assert not keys.verify(key.public_key(), b"abc", pure, ed25519ph=True)
     assert keys.hash_algorithm(key) is None
+
+
+def test_ed25519_default_verification_accepts_either_scheme_and_nothing_else() -> None:
+    """cosign signed pure Ed25519 before 2.4 and Ed25519ph since; a verifier must take both.
+
+    RFC 8032 §7.1 test 3 (pure) and §7.3 (ph) vectors, so each scheme is checked against
+    signatures this code did not make.
+    """
+    pure_key = ed25519.Ed25519PrivateKey.from_private_bytes(
+        bytes.fromhex("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7"))
+    pure_sig = bytes.fromhex(
+        "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
+        "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a")
+    message = bytes.fromhex("af82")
+    assert keys.verify(pure_key.public_key(), message, pure_sig)
+    assert keys.verify(pure_key.public_key(), message, pure_sig, ed25519ph=False)
+    assert not keys.verify(pure_key.public_key(), message, pure_sig, ed25519ph=True)
+    ph_key = ed25519.Ed25519PrivateKey.from_private_bytes(
+        bytes.fromhex("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42"))
+    ph_sig = bytes.fromhex(
+        "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41"
+        "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406")
+    assert keys.verify(ph_key.public_key(), b"abc", ph_sig)
+    # Neither scheme's signature stands for another message, or for another key.
+    assert not keys.verify(pure_key.public_key(), message + b"\x00", pure_sig)
+    assert not keys.verify(ph_key.public_key(), b"abd", ph_sig)
+    assert not keys.verify(pure_key.public_key(), b"abc", ph_sig)
+    assert not keys.verify(ph_key.public_key(), message, pure_sig)
 
 
 def test_ed25519ph_only_for_ed25519(p256: keys.PrivateKey) -> None:

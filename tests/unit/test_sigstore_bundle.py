@@ -167,19 +167,34 @@ def test_missing_tlog_entry_is_required_by_default() -> None:
 # --- self-made public-key bundles (offline signing, --tlog-upload=false) --------------------------
 
 
+def _ed25519ph(key: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
+    """Ed25519ph straight from libsodium (what cosign >= 2.4 makes with an Ed25519 key file)."""
+    from nacl import bindings
+
+    _, secret = bindings.crypto_sign_seed_keypair(key.private_bytes_raw())
+    state = bindings.crypto_sign_ed25519ph_state()
+    bindings.crypto_sign_ed25519ph_update(state, message)
+    return bytes(bindings.crypto_sign_ed25519ph_final_create(state, secret))
+
+
+def _sign_with(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, message: bytes, ph: bool) -> bytes:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(message, ec.ECDSA(hashes.SHA256()))
+    return _ed25519ph(key, message) if ph else key.sign(message)
+
+
 def _local_bundle(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, *, dsse: bytes | None = None,
-                  artifact: bytes = ARTIFACT) -> bytes:
+                  artifact: bytes = ARTIFACT, ph: bool = False) -> bytes:
     vm: dict[str, Any] = {"publicKey": {"hint": "local"}}
     doc: dict[str, Any] = {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial": vm}
     if dsse is not None:
         ptype = "application/vnd.in-toto+json"
         pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype.encode(), len(dsse), dsse)
-        sig = key.sign(pae, ec.ECDSA(hashes.SHA256())) if isinstance(key, ec.EllipticCurvePrivateKey) else key.sign(pae)
+        sig = _sign_with(key, pae, ph)
         doc["dsseEnvelope"] = {"payload": base64.b64encode(dsse).decode(), "payloadType": ptype,
                                "signatures": [{"sig": base64.b64encode(sig).decode(), "keyid": ""}]}
     else:
-        sig = (key.sign(artifact, ec.ECDSA(hashes.SHA256())) if isinstance(key, ec.EllipticCurvePrivateKey)
-               else key.sign(artifact))
+        sig = _sign_with(key, artifact, ph)
         doc["messageSignature"] = {
             "messageDigest": {"algorithm": "SHA2_256",
                               "digest": base64.b64encode(hashlib.sha256(artifact).digest()).decode()},
@@ -219,13 +234,36 @@ def test_local_dsse_bundle_returns_payload_and_checks_signature() -> None:
     assert info.value.reason == "signature"
 
 
-def test_ed25519_message_bundle_needs_the_artifact_bytes() -> None:
+@pytest.mark.parametrize("ph", [False, True], ids=["pure", "ed25519ph"])
+def test_ed25519_message_bundle_needs_the_artifact_bytes(ph: bool) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
-    data = _local_bundle(key)
+    data = _local_bundle(key, ph=ph)
     policy = KeyPolicy((key.public_key(),))
     verify_bundle(data, policy=policy, artifact=ARTIFACT, require_tlog=False)
     with pytest.raises(VerificationError):
         verify_bundle(data, policy=policy, artifact_digest=Digest.of(ARTIFACT), require_tlog=False)
+    with pytest.raises(VerificationError):
+        verify_bundle(data, policy=policy, artifact=ARTIFACT + b"!", require_tlog=False)
+    other = KeyPolicy((ed25519.Ed25519PrivateKey.generate().public_key(),))
+    with pytest.raises(VerificationError):
+        verify_bundle(data, policy=other, artifact=ARTIFACT, require_tlog=False)
+
+
+@pytest.mark.parametrize("ph", [False, True], ids=["pure", "ed25519ph"])
+def test_ed25519_dsse_bundle_of_either_scheme_verifies(ph: bool) -> None:
+    """cosign signs DSSE with Ed25519ph since 2.4 and pure Ed25519 before: both must verify."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    digest = Digest.of(b"image manifest")
+    stmt = json.dumps({"_type": "https://in-toto.io/Statement/v1", "predicateType": "x", "predicate": {},
+                       "subject": [{"name": "img", "digest": {"sha256": digest.hex}}]}).encode()
+    data = _local_bundle(key, dsse=stmt, ph=ph)
+    result = verify_bundle(data, policy=KeyPolicy((key.public_key(),)), require_tlog=False, expect_dsse=True)
+    assert result.payload == stmt
+    doc = json.loads(data)
+    doc["dsseEnvelope"]["payload"] = base64.b64encode(stmt.replace(b"img", b"evil")).decode()
+    with pytest.raises(VerificationError) as info:
+        verify_bundle(_dumps(doc), policy=KeyPolicy((key.public_key(),)), require_tlog=False)
+    assert info.value.reason == "signature"
 
 
 # --- input bounds ---------------------------------------------------------------------------------
