@@ -136,13 +136,21 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        if is_loopback(host):
-            self.session.trust_env = False  # never send loopback traffic through an environment proxy
+        # requests' trust_env re-reads the proxy variables and ~/.netrc on every request (about
+        # 0.8 ms each), and a ~/.netrc entry for the host would *replace* the Authorization header
+        # we set with its own Basic credentials. The environment is read here instead, once:
+        # proxies per scheme and host (_proxies), the CA bundle below; netrc is not a source.
+        self.session.trust_env = False
+        self._loopback = is_loopback(host)  # never sent through an environment proxy
+        self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.options.pool_size)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.insecure = host in self.options.insecure_registries
         self.verify: bool | str = str(self.options.ca_file) if self.options.ca_file else True
+        if self.verify is True and not self._loopback:
+            # As requests does with trust_env: a CA bundle named by the environment replaces the default.
+            self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         if self.insecure:
             self.verify = False
         self._scheme: str | None = None
@@ -173,8 +181,9 @@ class RegistryClient:
         if is_loopback(self.host) and not self.insecure and self._plain_http_registry():
             return "http"
         try:
-            self.session.get(f"https://{self.host}/v2/", timeout=self.options.timeout, verify=self.verify,
-                             allow_redirects=False)
+            url = f"https://{self.host}/v2/"
+            self.session.get(url, timeout=self.options.timeout, verify=self.verify, allow_redirects=False,
+                             proxies=self._proxies(url))
             return "https"
         except requests.exceptions.SSLError as e:
             if "CERTIFICATE_VERIFY_FAILED" in str(e) or "certificate verify failed" in str(e):
@@ -214,6 +223,20 @@ class RegistryClient:
             self._note_challenge(resp)
         resp.close()
         return True
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        """The environment's proxies for ``url`` (``HTTPS_PROXY``, ``NO_PROXY`` …), read once per scheme and host."""
+        if self._loopback:
+            return {}
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        proxies = self._proxy_cache.get(key)
+        if proxies is None:
+            import requests.utils
+
+            proxies = dict(requests.utils.get_environ_proxies(url))
+            self._proxy_cache[key] = proxies
+        return proxies
 
     def ping(self) -> None:
         """``GET /v2/``: learns the auth challenge; raises if the registry is unusable."""
@@ -268,11 +291,12 @@ class RegistryClient:
             if creds is not None and creds.identity_token:
                 resp = self.session.post(realm, data={
                     "grant_type": "refresh_token", "refresh_token": creds.identity_token,
-                    "client_id": "imgseal", **params}, timeout=self.options.timeout, verify=self.verify)
+                    "client_id": "imgseal", **params}, timeout=self.options.timeout, verify=self.verify,
+                    proxies=self._proxies(realm))
             else:
                 auth = (creds.username, creds.password or "") if creds is not None else None
                 resp = self.session.get(realm, params=params, auth=auth, timeout=self.options.timeout,
-                                        verify=self.verify)
+                                        verify=self.verify, proxies=self._proxies(realm))
         except requests.exceptions.RequestException as e:
             raise NetworkError(f"cannot reach token service {urllib.parse.urlsplit(realm).netloc}: {_short(e)}") from e
         if resp.status_code in (401, 403):
@@ -389,7 +413,8 @@ class RegistryClient:
             self.request_count += 1
             log.debug("%s %s %s", method, url, _redact(headers))
             resp = self.session.request(method, url, headers=headers, data=data, stream=stream, params=params,
-                                        timeout=self.options.timeout, verify=self.verify, allow_redirects=False)
+                                        timeout=self.options.timeout, verify=self.verify, allow_redirects=False,
+                                        proxies=self._proxies(url))
             log.debug("-> %s", resp.status_code)
             if resp.status_code not in (301, 302, 303, 307, 308) or "Location" not in resp.headers:
                 return resp
