@@ -463,14 +463,17 @@ def _check_dsse_v001(spec: Any, signer: Signer, content: DsseContent) -> None:
 
 
 def _check_intoto_v002(spec: Any, signer: Signer, content: DsseContent) -> None:
-    # intoto 0.0.2 stores the envelope with payload and signatures base64-encoded twice
-    # (rekor pkg/types/intoto/v0.0.2: the envelope's base64 text is itself a []byte field).
+    # intoto 0.0.2 stores the envelope's signatures (and, in older Rekor, its payload)
+    # base64-encoded twice (rekor pkg/types/intoto/v0.0.2: the envelope's base64 text is itself a
+    # []byte field). Current Rekor's Canonicalize keeps only payloadType and signatures of the
+    # envelope; the payloadHash binds the payload either way.
     env = _get(spec, "content", "envelope")
     if _get(env, "payloadType") != content.payload_type:
         raise _body_error("payload type differs")
-    payload_text = _b64(_get(env, "payload"))
-    if payload_text is None or _b64(payload_text.decode("ascii", "replace")) != content.payload:
-        raise _body_error("payload differs")
+    if _get(env, "payload") is not None:
+        payload_text = _b64(_get(env, "payload"))
+        if payload_text is None or _b64(payload_text.decode("ascii", "replace")) != content.payload:
+            raise _body_error("payload differs")
     if _get(spec, "content", "payloadHash", "algorithm") != "sha256" or _get(
         spec, "content", "payloadHash", "value"
     ) != hashlib.sha256(content.payload).hexdigest():
