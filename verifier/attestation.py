@@ -34,7 +34,13 @@ from imgseal.dsse import ENVELOPE_MEDIA_TYPE, MAX_ENVELOPE_BYTES, Envelope, veri
 from imgseal.errors import Error, InvalidInputError, VerificationError
 from imgseal.intoto import Statement
 from imgseal.manifest import Descriptor
-from imgseal.payloads import BUNDLE_MEDIA_TYPES, BUNDLE_PREDICATE_ANNOTATION, BundleSummary, summarise_bundle
+from imgseal.payloads import (
+    BUNDLE_MEDIA_TYPES,
+    BUNDLE_PREDICATE_ANNOTATION,
+    CERTIFICATE_ANNOTATION,
+    BundleSummary,
+    summarise_bundle,
+)
 from imgseal.store.base import Store
 from keys import PublicKey
 from verifier.attestation_checks import ProvenanceFacts, WhereCondition, check_slsa, check_where
@@ -55,6 +61,10 @@ BundleVerifier = Callable[[BundleSummary, Digest], tuple[str, Statement]]
 ``(signer identity, signed statement)``. The keyless hook; the same shape as
 :func:`verifier.image.verify_key_signatures` takes. This module re-checks the statement's
 payload type, predicate type and subject itself, so the hook need only prove the signature."""
+
+LegacyAttestationVerifier = Callable[[Envelope, Mapping[str, str]], str]
+"""Verifies a keyless cosign ``.att`` layer (its envelope and layer annotations: certificate,
+Rekor bundle, timestamp) and returns the signer identity. The statement is checked here."""
 
 #: When nothing verified, the reason reported first: what the trusted signer said is wrong
 #: beats an artifact for another image beats a bad or foreign signature.
@@ -124,6 +134,7 @@ def verify_attestations(
     slsa_checks: SlsaExpectations | None = None,
     where: Sequence[WhereCondition] = (),
     bundle_verifier: BundleVerifier | None = None,
+    legacy_verifier: LegacyAttestationVerifier | None = None,
 ) -> list[VerifiedAttestation]:
     """The attestations of ``predicate_type`` (a URI) that verify for ``digest``; raises when none does.
 
@@ -131,7 +142,8 @@ def verify_attestations(
     type is attached, else the most telling rejection reason (see :data:`REASON_PRIORITY`).
     """
     outcome = examine_attestations(store, digest, attachments, predicate_type=predicate_type, keys=keys,
-                                   slsa_checks=slsa_checks, where=where, bundle_verifier=bundle_verifier)
+                                   slsa_checks=slsa_checks, where=where, bundle_verifier=bundle_verifier,
+                                   legacy_verifier=legacy_verifier)
     judge(outcome)
     return outcome.verified
 
@@ -146,6 +158,7 @@ def examine_attestations(
     slsa_checks: SlsaExpectations | None = None,
     where: Sequence[WhereCondition] = (),
     bundle_verifier: BundleVerifier | None = None,
+    legacy_verifier: LegacyAttestationVerifier | None = None,
 ) -> AttestationOutcome:
     """Like :func:`verify_attestations` but returns every verdict instead of raising."""
     verifiers = key_verifiers(keys)
@@ -170,7 +183,14 @@ def examine_attestations(
                 artifact = f"{att.tag or att.digest}#{layer.digest}"
                 try:
                     envelope = Envelope.from_json(store.get_blob(layer, max_bytes=MAX_LEGACY_BLOB_BYTES))
-                    signer = _verify_with_keys(envelope, verifiers)
+                    if CERTIFICATE_ANNOTATION in layer.annotations:
+                        # cosign 2.x `attest --keyless`: certificate and Rekor entry in the annotations.
+                        if legacy_verifier is None:
+                            raise VerificationError("keyless attestation needs certificate/transparency-log "
+                                                    "verification, not a key", reason="keyless")
+                        signer = legacy_verifier(envelope, layer.annotations)
+                    else:
+                        signer = _verify_with_keys(envelope, verifiers)
                     statement = check_bundle_statement(envelope, digest, predicate_type)
                     check(artifact, att.found_via, "legacy", signer, statement)
                 except Error as e:

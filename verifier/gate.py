@@ -869,6 +869,19 @@ def _keyless_legacy_verifier(signers: Sequence[KeylessSigner], trust: Any) -> An
     return verify
 
 
+def _keyless_legacy_attestation_verifier(signers: Sequence[KeylessSigner], trust: Any) -> Any:
+    """One ``legacy_verifier`` accepting a cosign keyless ``.att`` layer from ANY listed signer."""
+    from verifier.keyless import keyless_legacy_attestation_verifier
+    from verifier.sigstore_bundle import KeylessPolicy
+
+    verifiers = [keyless_legacy_attestation_verifier(KeylessPolicy(**vars(s)), trust) for s in signers]
+
+    def verify(envelope: Any, annotations: Any) -> str:
+        return str(_any_signer(verifiers, envelope, annotations))
+
+    return verify
+
+
 def _check_keyless(store: Store, digest: Digest, attachments: list[attach.Attachment],
                    signers: Sequence[KeylessSigner], trust: Any) -> None:
     """A Sigstore certificate bundle (or cosign legacy keyless layer) from any listed identity."""
@@ -886,9 +899,10 @@ def _check_attestation(store: Store, digest: Digest, attachments: list[attach.At
     from verifier.attestation import SlsaExpectations, verify_attestations
 
     bundle_verifier = _keyless_verifier(signers, trust, req.predicate_type) if signers else None
+    legacy_verifier = _keyless_legacy_attestation_verifier(signers, trust) if signers else None
     verify_attestations(store, digest, attachments, predicate_type=req.predicate_type, keys=_key_map(keys),
                         slsa_checks=SlsaExpectations(**req.slsa_checks), where=req.where,
-                        bundle_verifier=bundle_verifier)
+                        bundle_verifier=bundle_verifier, legacy_verifier=legacy_verifier)
 
 
 def _check_notation(store: Store, ref: Reference, digest: Digest, attachments: list[attach.Attachment],

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -52,6 +52,9 @@ from verifier.sigstore_bundle import (
     verify_bundle,
 )
 from verifier.sigstore_trust import TrustMaterial, load_trusted_root
+
+if TYPE_CHECKING:
+    from verifier.attestation import LegacyAttestationVerifier
 
 #: cosign ``static.RFC3161TimestampAnnotationKey``.
 RFC3161_ANNOTATION: Final = "dev.sigstore.cosign/rfc3161timestamp"
@@ -150,6 +153,30 @@ def verify_legacy_signature(payload: bytes, signature: bytes, annotations: Mappi
     The payload's digest is *not* compared with the image here: the caller does that for
     every legacy layer (:func:`verifier.image._check_legacy_layer`).
     """
+    content = tlog.MessageContent(signature, "sha256", hashlib.sha256(payload).digest())
+    return _verify_legacy(payload, content, annotations, policy, trust)
+
+
+def verify_legacy_attestation(envelope: Envelope, annotations: Mapping[str, str], policy: KeylessPolicy,
+                              trust: TrustMaterial) -> str:
+    """Verify a keyless cosign ``.att`` layer (a DSSE envelope); return ``"identity (issuer …)"``.
+
+    cosign 2.x ``attest`` without the bundle format logs such envelopes as Rekor ``intoto``
+    0.0.2 entries (newer clients as ``dsse`` 0.0.1); both are checked against the envelope.
+    The statement's subject and predicate type are the caller's to check.
+    """
+    if len(envelope.signatures) != 1:
+        raise VerificationError(f"keyless attestation envelope has {len(envelope.signatures)} signatures, "
+                                "expected exactly one", reason="signature-malformed")
+    content = tlog.DsseContent(envelope.payload_type, envelope.payload, envelope.signatures[0].sig)
+    return _verify_legacy(content.pae(), content, annotations, policy, trust)
+
+
+def _verify_legacy(signed: bytes, content: tlog.MessageContent | tlog.DsseContent, annotations: Mapping[str, str],
+                   policy: KeylessPolicy, trust: TrustMaterial) -> str:
+    """The checks every keyless legacy layer gets: ``content.signature`` over ``signed`` by the
+    certificate, timestamps, the SET, the logged entry, then the certificate chain and identity."""
+    signature = content.signature
     material = parse_legacy_material(annotations)
     cert = material.certificate
     try:
@@ -161,7 +188,7 @@ def verify_legacy_signature(payload: bytes, signature: bytes, annotations: Mappi
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
         raise VerificationError("signing certificate has an unsupported key type", reason="signature")
-    if not tlog.verify_signature(key, signature, payload):
+    if not tlog.verify_signature(key, signature, signed):
         raise VerificationError("signature does not verify with the signing certificate's key", reason="signature")
     signer = tlog.Signer(key, cert)
 
@@ -190,7 +217,6 @@ def verify_legacy_signature(payload: bytes, signature: bytes, annotations: Mappi
         raise VerificationError("transparency log entry body is not JSON", reason="tlog-body") from e
     kind = entry.get("kind") if isinstance(entry, dict) else None
     version = entry.get("apiVersion") if isinstance(entry, dict) else None
-    content = tlog.MessageContent(signature, "sha256", hashlib.sha256(payload).digest())
     tlog.check_entry_body(material.body, str(kind), str(version), signer, content)
 
     identity, issuer = _verify_certificate(cert, policy, trust, times)
@@ -202,6 +228,15 @@ def keyless_legacy_verifier(policy: KeylessPolicy, trust: TrustMaterial) -> Lega
 
     def verify(payload: bytes, signature: bytes, annotations: Mapping[str, str]) -> str:
         return verify_legacy_signature(payload, signature, annotations, policy, trust)
+
+    return verify
+
+
+def keyless_legacy_attestation_verifier(policy: KeylessPolicy, trust: TrustMaterial) -> LegacyAttestationVerifier:
+    """A ``legacy_verifier`` for :func:`verifier.attestation.examine_attestations` (keyless ``.att`` layers)."""
+
+    def verify(envelope: Envelope, annotations: Mapping[str, str]) -> str:
+        return verify_legacy_attestation(envelope, annotations, policy, trust)
 
     return verify
 

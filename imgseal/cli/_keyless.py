@@ -13,6 +13,7 @@ from imgseal.errors import UsageError
 
 if TYPE_CHECKING:
     from imgseal.digest import Digest
+    from imgseal.dsse import Envelope
     from imgseal.intoto import Statement
     from imgseal.payloads import BundleSummary
     from verifier.sigstore_bundle import KeylessPolicy
@@ -40,6 +41,7 @@ StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the
 
 BundleVerifier = Callable[["BundleSummary", "Digest"], tuple[str, "Statement"]]
 LegacyVerifier = Callable[[bytes, bytes, Mapping[str, str]], str]
+LegacyAttestationVerifier = Callable[["Envelope", Mapping[str, str]], str]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,15 @@ class KeylessVerifiers:
     legacy: LegacyVerifier
 
 
-def keyless_verifier(
+@dataclass(frozen=True)
+class KeylessAttestationVerifiers:
+    """The hooks one keyless ``verify-attestation`` run passes on: bundles and cosign legacy ``.att`` layers."""
+
+    bundle: BundleVerifier
+    legacy: LegacyAttestationVerifier
+
+
+def keyless_attestation_verifiers(
     *,
     keys_given: bool,
     identity: str | None,
@@ -63,9 +73,9 @@ def keyless_verifier(
     gh_sha: str | None,
     trusted_root: Path | None,
     staging: bool,
-    predicate_type: str | None = None,
-) -> BundleVerifier | None:
-    """The bundle verifier the keyless options ask for, or None when none was given.
+    predicate_type: str,
+) -> KeylessAttestationVerifiers | None:
+    """The attestation hooks the keyless options ask for, or None when none was given.
 
     --key and the keyless options are exclusive, as in cosign: one run checks one kind of trust.
     """
@@ -75,12 +85,11 @@ def keyless_verifier(
                                staging=staging)
     if chosen is None:
         return None
-    from verifier.keyless import keyless_bundle_verifier
+    from verifier.keyless import keyless_bundle_verifier, keyless_legacy_attestation_verifier
 
     policy, trust = chosen
-    if predicate_type is None:
-        return keyless_bundle_verifier(policy, trust)
-    return keyless_bundle_verifier(policy, trust, predicate_type)
+    return KeylessAttestationVerifiers(keyless_bundle_verifier(policy, trust, predicate_type),
+                                       keyless_legacy_attestation_verifier(policy, trust))
 
 
 def keyless_verifiers(
@@ -99,7 +108,7 @@ def keyless_verifiers(
 ) -> KeylessVerifiers | None:
     """Both image-signature hooks (bundles and cosign legacy ``.sig`` layers), or None for a --key run.
 
-    The options are checked as :func:`keyless_verifier` checks them, and the trusted root is parsed once.
+    The options are checked as :func:`keyless_attestation_verifiers` checks them, and the trusted root is parsed once.
     """
     chosen = _policy_and_trust(keys_given=keys_given, identity=identity, identity_regexp=identity_regexp,
                                issuer=issuer, issuer_regexp=issuer_regexp, gh_repository=gh_repository,

@@ -39,7 +39,7 @@ from imgseal.cli._keyless import (
     IssuerOption,
     IssuerRegexpOption,
     TrustedRootOption,
-    keyless_verifier,
+    keyless_attestation_verifiers,
 )
 from imgseal.errors import Error, InvalidInputError, UsageError
 
@@ -273,7 +273,7 @@ def verify_attestation(
         from verifier.attestation_checks import normalize_git_uri, parse_where
 
         predicate_type = resolve_predicate_type(type_)
-        bundle_verifier = keyless_verifier(
+        keyless = keyless_attestation_verifiers(
             keys_given=bool(key), identity=identity, identity_regexp=identity_regexp, issuer=issuer,
             issuer_regexp=issuer_regexp, gh_repository=gh_repository, gh_ref=gh_ref, gh_trigger=gh_trigger,
             gh_sha=gh_sha, trusted_root=trusted_root, staging=staging, predicate_type=predicate_type)
@@ -297,7 +297,8 @@ def verify_attestation(
         attachments = attach.discover(store, manifest.digest)
         outcome = examine_attestations(store, manifest.digest, attachments, predicate_type=predicate_type,
                                        keys=keys, slsa_checks=slsa, where=conditions,
-                                       bundle_verifier=bundle_verifier)
+                                       bundle_verifier=keyless.bundle if keyless else None,
+                                       legacy_verifier=keyless.legacy if keyless else None)
         state["verified"] = []
         state["rejected"] = [{"artifact": r.artifact, "reason": r.reason, "message": r.message}
                              for r in outcome.rejected]

@@ -12,7 +12,8 @@
 // Services (all on one origin, because sigstore-python joins absolute paths onto the
 // Fulcio URL and appends /api/v1 to the Rekor URL, so path prefixes cannot separate them):
 //   POST /api/v2/signingCert   Fulcio (mock CA; SCTs from the mock CT log embedded)
-//   POST /api/v1/log/entries   Rekor v1 (mock tlog; entries canonicalised here, see below)
+//   POST /api/v1/log/entries   Rekor v1 (mock tlog; dsse, hashedrekord and intoto entries
+//                              canonicalised here, see below)
 //   POST /api/v1/timestamp     RFC 3161 TSA (DER TimeStampReq in, DER TimeStampResp out)
 //   GET  /healthz
 //
@@ -313,6 +314,53 @@ function canonicalHashedRekord(spec) {
   };
 }
 
+// intoto/v0.0.2 as current Rekor stores it (sigstore/rekor pkg/types/intoto/v0.0.2/entry.go,
+// what cosign 2.x `attest` without the bundle format uploads). The proposed envelope carries
+// the payload's and each signature's base64 text as base64 []byte fields (so twice encoded),
+// each signature with its key or certificate (base64 PEM); every signature must verify over
+// PAE. Canonicalize keeps the envelope's payloadType and signatures, not the payload, plus
+// hash = sha256 of the envelope JSON and payloadHash = sha256 of the payload.
+function canonicalIntoto(spec) {
+  const content = spec?.content;
+  const env = content?.envelope;
+  if (!env || typeof env.payloadType !== 'string' || !Array.isArray(env.signatures) || env.signatures.length === 0) {
+    throw new HttpError(400, 'intoto: spec.content.envelope needs payloadType and at least one signature');
+  }
+  if (content.hash || content.payloadHash) {
+    throw new HttpError(400, 'intoto: server-computed fields must not be proposed');
+  }
+  const payloadText = decodeB64(env.payload, 'intoto: payload').toString('utf8');
+  const payload = decodeB64(payloadText, 'intoto: payload text');
+  const message = pae(env.payloadType, payload);
+  const signatures = env.signatures.map((sig, i) => {
+    const sigText = decodeB64(sig.sig, `intoto: signatures[${i}].sig`).toString('utf8');
+    const verifier = loadVerifier(sig.publicKey, `intoto: signatures[${i}].publicKey`);
+    if (!nodeVerify('sha256', message, verifier.key, decodeB64(sigText, `intoto: signatures[${i}] text`))) {
+      throw new HttpError(400, `intoto: signatures[${i}] does not verify with its key`);
+    }
+    return { ...(sig.keyid ? { keyid: sig.keyid } : {}), sig: sig.sig, publicKey: sig.publicKey, text: sigText };
+  });
+  const envelope = JSON.stringify({
+    payload: payloadText,
+    payloadType: env.payloadType,
+    signatures: signatures.map((s) => ({ keyid: s.keyid || '', sig: s.text })),
+  });
+  return {
+    apiVersion: '0.0.2',
+    kind: 'intoto',
+    spec: {
+      content: {
+        envelope: {
+          payloadType: env.payloadType,
+          signatures: signatures.map(({ text: _text, ...kept }) => kept),
+        },
+        hash: { algorithm: 'sha256', value: sha256(Buffer.from(envelope)).toString('hex') },
+        payloadHash: { algorithm: 'sha256', value: sha256(payload).toString('hex') },
+      },
+    },
+  };
+}
+
 function rekorRequest(body) {
   let entry;
   try {
@@ -320,11 +368,12 @@ function rekorRequest(body) {
   } catch {
     throw new HttpError(400, 'proposed entry is not JSON');
   }
-  if (entry?.apiVersion !== '0.0.1') throw new HttpError(400, `unsupported apiVersion ${entry?.apiVersion}`);
+  const kindVersion = `${entry?.kind}/${entry?.apiVersion}`;
   let canonical;
-  if (entry.kind === 'dsse') canonical = canonicalDsse(entry.spec);
-  else if (entry.kind === 'hashedrekord') canonical = canonicalHashedRekord(entry.spec);
-  else throw new HttpError(400, `unsupported entry kind ${entry?.kind}`);
+  if (kindVersion === 'dsse/0.0.1') canonical = canonicalDsse(entry.spec);
+  else if (kindVersion === 'hashedrekord/0.0.1') canonical = canonicalHashedRekord(entry.spec);
+  else if (kindVersion === 'intoto/0.0.2') canonical = canonicalIntoto(entry.spec);
+  else throw new HttpError(400, `unsupported entry kind/apiVersion ${kindVersion}`);
   return Buffer.from(JSON.stringify(canonical));
 }
 
