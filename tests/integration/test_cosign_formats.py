@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -64,11 +65,14 @@ def key_pair(tmp_path: Path, scheme: str = "ecdsa-p256") -> tuple[Signer, Path, 
     return sign, pub, der
 
 
+def fresh_image(host: str, repo: str) -> tuple[str, Any, Any]:
+    """A new image in ``repo`` (content unique to it), and a store for that repository."""
+    return repo, push_image(host, repo, content=repo.encode()), registry_store(host, repo)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_legacy_simple_signing_signature_from_the_spec(registry, cli, tmp_path: Path, scheme: str) -> None:
-    repo = f"cosignfmt/legacy-{scheme}"
-    desc = push_image(registry.host, repo, content=repo.encode())
-    store = registry_store(registry.host, repo)
+    repo, desc, store = fresh_image(registry.host, f"cosignfmt/legacy-{scheme}")
     sign, pub, _ = key_pair(tmp_path, scheme)
     # Key order exactly as cosign writes it; "optional" carries the -a annotations.
     template = ('{"critical":{"identity":{"docker-reference":"REPO"},"image":{"docker-manifest-digest":"DIGEST"},'
@@ -97,9 +101,7 @@ def test_legacy_simple_signing_signature_from_the_spec(registry, cli, tmp_path: 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_v3_bundle_referrer_from_the_spec(registry, cli, tmp_path: Path, scheme: str) -> None:
-    repo = f"cosignfmt/bundle-{scheme}"
-    desc = push_image(registry.host, repo, content=repo.encode())
-    store = registry_store(registry.host, repo)
+    repo, desc, store = fresh_image(registry.host, f"cosignfmt/bundle-{scheme}")
     sign, pub, der = key_pair(tmp_path, scheme)
     statement = json.dumps({
         "_type": "https://in-toto.io/Statement/v1",
