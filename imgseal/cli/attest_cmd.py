@@ -259,6 +259,7 @@ def verify_attestation(
     --certificate-oidc-issuer[-regexp], verified offline against the trusted root), is a
     signed in-toto statement about this exact digest and of this exact type, and meets every
     SLSA expectation and --where condition. --key and the keyless options are exclusive.
+    Both Sigstore bundle referrers and cosign's legacy .att layers (key or keyless) are read.
     Prints the verified statements as JSON on stdout and a summary on stderr. Exit codes:
     0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
     """
