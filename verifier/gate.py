@@ -827,19 +827,22 @@ def _check_signatures(store: Store, digest: Digest, attachments: list[attach.Att
     judge(outcome, req.threshold)
 
 
+def _for_any_signer(signers: Sequence[KeylessSigner], trust: Any, make: Callable[[Any, Any], Callable[..., Any]]
+                    ) -> Callable[..., Any]:
+    """One verification hook accepting what the hook ``make(policy, trust)`` of ANY listed signer accepts."""
+    from verifier.sigstore_bundle import KeylessPolicy
+
+    verifiers = [make(KeylessPolicy(**vars(s)), trust) for s in signers]
+    return lambda *args: _any_signer(verifiers, *args)
+
+
 def _keyless_verifier(signers: Sequence[KeylessSigner], trust: Any, predicate_type: str | None = None) -> Any:
     """One ``bundle_verifier`` accepting a bundle from ANY listed signer (verifier.keyless per signer)."""
     from imgseal.payloads import COSIGN_SIGN_PREDICATE
     from verifier.keyless import keyless_bundle_verifier
-    from verifier.sigstore_bundle import KeylessPolicy
 
-    verifiers = [keyless_bundle_verifier(KeylessPolicy(**vars(s)), trust, predicate_type or COSIGN_SIGN_PREDICATE)
-                 for s in signers]
-
-    def verify(summary: Any, digest: Digest) -> Any:
-        return _any_signer(verifiers, summary, digest)
-
-    return verify
+    return _for_any_signer(signers, trust, lambda policy, root: keyless_bundle_verifier(
+        policy, root, predicate_type or COSIGN_SIGN_PREDICATE))
 
 
 def _any_signer(verifiers: Sequence[Callable[..., Any]], *args: Any) -> Any:
@@ -857,29 +860,17 @@ def _any_signer(verifiers: Sequence[Callable[..., Any]], *args: Any) -> Any:
 
 
 def _keyless_legacy_verifier(signers: Sequence[KeylessSigner], trust: Any) -> Any:
-    """One ``legacy_verifier`` accepting a cosign legacy keyless layer from ANY listed signer."""
+    """One ``legacy_verifier`` accepting a cosign legacy keyless ``.sig`` layer from ANY listed signer."""
     from verifier.keyless import keyless_legacy_verifier
-    from verifier.sigstore_bundle import KeylessPolicy
 
-    verifiers = [keyless_legacy_verifier(KeylessPolicy(**vars(s)), trust) for s in signers]
-
-    def verify(payload: bytes, signature: bytes, annotations: Any) -> str:
-        return str(_any_signer(verifiers, payload, signature, annotations))
-
-    return verify
+    return _for_any_signer(signers, trust, keyless_legacy_verifier)
 
 
 def _keyless_legacy_attestation_verifier(signers: Sequence[KeylessSigner], trust: Any) -> Any:
     """One ``legacy_verifier`` accepting a cosign keyless ``.att`` layer from ANY listed signer."""
     from verifier.keyless import keyless_legacy_attestation_verifier
-    from verifier.sigstore_bundle import KeylessPolicy
 
-    verifiers = [keyless_legacy_attestation_verifier(KeylessPolicy(**vars(s)), trust) for s in signers]
-
-    def verify(envelope: Any, annotations: Any) -> str:
-        return str(_any_signer(verifiers, envelope, annotations))
-
-    return verify
+    return _for_any_signer(signers, trust, keyless_legacy_attestation_verifier)
 
 
 def _check_keyless(store: Store, digest: Digest, attachments: list[attach.Attachment],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,10 +11,8 @@ import typer
 from imgseal.errors import UsageError
 
 if TYPE_CHECKING:
-    from imgseal.digest import Digest
-    from imgseal.dsse import Envelope
-    from imgseal.intoto import Statement
-    from imgseal.payloads import BundleSummary
+    from verifier.attestation import BundleVerifier, LegacyAttestationVerifier
+    from verifier.image import LegacyVerifier
     from verifier.sigstore_bundle import KeylessPolicy
     from verifier.sigstore_trust import TrustMaterial
 
@@ -38,10 +35,6 @@ GithubShaOption = Annotated[str | None, typer.Option(
 TrustedRootOption = Annotated[Path | None, typer.Option(
     "--trusted-root", dir_okay=False, help="Keyless: Sigstore trusted root JSON (default: embedded production).")]
 StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
-
-BundleVerifier = Callable[["BundleSummary", "Digest"], tuple[str, "Statement"]]
-LegacyVerifier = Callable[[bytes, bytes, Mapping[str, str]], str]
-LegacyAttestationVerifier = Callable[["Envelope", Mapping[str, str]], str]
 
 
 @dataclass(frozen=True)
