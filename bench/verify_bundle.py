@@ -36,7 +36,7 @@ def policy_of(bundle_path: Path) -> tuple[str, str]:
 
     from cryptography import x509
 
-    from verifier.sigstore_bundle import _extension, certificate_identities
+    from verifier.sigstore.bundle import _extension, certificate_identities
 
     material = json.loads(bundle_path.read_bytes())["verificationMaterial"]
     raw = material["certificate"]["rawBytes"] if "certificate" in material else \

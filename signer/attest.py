@@ -24,7 +24,7 @@ the annotation.
 
 Keyless attestations are read back by a verifier that refuses bundles over
 :data:`imgseal.payloads.MAX_BUNDLE_BYTES` (16 MiB, as sigstore-go and our
-:mod:`verifier.sigstore_bundle`), so ``attest(..., bundle_limit=...)`` refuses a statement
+:mod:`verifier.sigstore.bundle`), so ``attest(..., bundle_limit=...)`` refuses a statement
 that could not fit **before** anything is signed or logged to Rekor.
 """
 

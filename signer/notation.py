@@ -15,7 +15,7 @@ The lead stores the envelope as the single ``application/jose+json`` layer of a 
 manifest with ``artifactType`` :data:`ARTIFACT_TYPE` and the annotations from
 :func:`signature_manifest_annotations`.
 
-The verifier (``verifier.notation``) re-implements the chain rules independently, because
+The verifier (``verifier.notation.envelope``) re-implements the chain rules independently, because
 ``signer`` and ``verifier`` never import each other.
 """
 

@@ -45,8 +45,8 @@ from imgseal.store.base import Store
 from keys import PublicKey
 from verifier.attestation_checks import ProvenanceFacts, WhereCondition, check_slsa, check_where
 from verifier.image import check_bundle_statement, key_verifiers
-from verifier.sigstore_bundle import KeylessPolicy, verify_bundle
-from verifier.sigstore_trust import TrustMaterial, load_trusted_root, parse_trusted_root
+from verifier.sigstore.bundle import KeylessPolicy, verify_bundle
+from verifier.sigstore.trust import TrustMaterial, load_trusted_root, parse_trusted_root
 
 #: Layer annotation of cosign's legacy ``.att`` layers.
 LEGACY_PREDICATE_ANNOTATION = "predicateType"

@@ -2,7 +2,7 @@
 
 :func:`keyless_bundle_verifier` builds the ``bundle_verifier`` hook of
 :func:`verifier.image.verify_key_signatures`. For each certificate bundle attached to the
-image it runs :func:`verifier.sigstore_bundle.verify_bundle` (our own offline verifier: time
+image it runs :func:`verifier.sigstore.bundle.verify_bundle` (our own offline verifier: time
 from TSA/SET, chain to Fulcio, SCT, EKU, identity and issuer, inclusion proof, checkpoint,
 SET, signature, log body) with a DSSE envelope required, and then does what
 ``verify_dsse`` leaves to its caller (REFERENCE.md §5): the in-toto statement must name this
@@ -16,7 +16,7 @@ cosign checks them offline (``pkg/cosign/verify.go`` VerifyBundle): signature ov
 with the certificate's key, SET by a trusted log key, log body consistent with signature,
 certificate and payload digest, RFC 3161 timestamps, then the certificate chain, SCT, EKU and
 identity policy at every verified time — the same checks, from the same code, as
-:func:`verifier.sigstore_bundle.verify_bundle` minus the inclusion proof it requires.
+:func:`verifier.sigstore.bundle.verify_bundle` minus the inclusion proof it requires.
 
 Nothing here touches the network: the trusted root is the embedded production root, the
 embedded staging root, or a file (``--trusted-root``), parsed once per command.
@@ -42,16 +42,16 @@ from imgseal.dsse import Envelope
 from imgseal.errors import UsageError, VerificationError
 from imgseal.intoto import Statement
 from imgseal.payloads import CERTIFICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, REKOR_BUNDLE_ANNOTATION, BundleSummary
-from verifier import tlog
 from verifier.image import LegacyVerifier, check_bundle_statement
-from verifier.sigstore_bundle import (
+from verifier.sigstore import tlog
+from verifier.sigstore.bundle import (
     KeylessPolicy,
     ParsedBundle,
     _verify_certificate,
     _verify_timestamps,
     verify_bundle,
 )
-from verifier.sigstore_trust import TrustMaterial, load_trusted_root
+from verifier.sigstore.trust import TrustMaterial, load_trusted_root
 
 if TYPE_CHECKING:
     from verifier.attestation import LegacyAttestationVerifier

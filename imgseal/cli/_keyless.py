@@ -13,8 +13,8 @@ from imgseal.errors import UsageError
 if TYPE_CHECKING:
     from verifier.attestation import BundleVerifier, LegacyAttestationVerifier
     from verifier.image import LegacyVerifier
-    from verifier.sigstore_bundle import KeylessPolicy
-    from verifier.sigstore_trust import TrustMaterial
+    from verifier.sigstore.bundle import KeylessPolicy
+    from verifier.sigstore.trust import TrustMaterial
 
 IdentityOption = Annotated[str | None, typer.Option(
     "--certificate-identity", help="Keyless: the signer identity (certificate SAN) expected.")]
@@ -150,7 +150,7 @@ def _policy_and_trust(
         raise UsageError("keyless verification needs --certificate-identity[-regexp] and "
                          "--certificate-oidc-issuer[-regexp]", reason="no-verifier")
     from verifier.keyless import load_trust
-    from verifier.sigstore_bundle import KeylessPolicy
+    from verifier.sigstore.bundle import KeylessPolicy
 
     policy = KeylessPolicy(identity=identity, issuer=issuer, identity_regexp=identity_regexp,
                            issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,

@@ -35,8 +35,8 @@ def verify_notation(store: Store, manifest: Manifest, repository: str, *, trust_
                     trust_store: str | None) -> dict[str, Any]:
     """Verify notation signatures on ``manifest``; raise unless the trust policy is satisfied."""
     from imgseal import attach
-    from verifier.notation_image import verify_notation_signatures
-    from verifier.notation_policy import load_trust_policy
+    from verifier.notation.image import verify_notation_signatures
+    from verifier.notation.trust_policy import load_trust_policy
 
     if trust_policy is None or trust_store is None:
         raise UsageError("--notation needs --trust-policy FILE and --trust-store DIR", reason="no-trust-policy")

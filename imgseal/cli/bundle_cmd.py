@@ -66,7 +66,7 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
          staging: bool) -> dict[str, object]:
     from imgseal.digest import Digest
     from imgseal.errors import UsageError, VerificationError
-    from verifier.sigstore_bundle import (
+    from verifier.sigstore.bundle import (
         KeylessPolicy,
         KeyPolicy,
         load_public_key_pem,

@@ -17,8 +17,8 @@ from imgseal.cli._common import CaFileOption, InsecureOption, emit_json, err, fa
 from imgseal.errors import Error, UsageError
 
 if TYPE_CHECKING:
-    from verifier.gate import GateReport
-    from verifier.policy import Policy
+    from verifier.gate.policy import Policy
+    from verifier.gate.report import GateReport
 
 
 class GateFormat(StrEnum):
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _load(path: Path) -> Policy:
-    from verifier.policy import load_policy
+    from verifier.gate.policy_file import load_policy
 
     return load_policy(path)
 
@@ -51,7 +51,7 @@ def policy_check(
     file: Annotated[Path, typer.Argument(help="Policy file.", dir_okay=False)],
 ) -> None:
     """Validate a policy file; list EVERY problem as FILE:LINE: message. Exit 0 valid, 2 invalid."""
-    from verifier.policy import PolicyError
+    from verifier.gate.policy_file import PolicyError
 
     try:
         policy = _load(file)
@@ -72,7 +72,7 @@ def policy_explain(
     """Show which rule applies to IMAGE and why, and which other rules matched but were less specific."""
 
     def run() -> None:
-        from verifier.policy import describe_rule, reference_name
+        from verifier.gate.policy import describe_rule, reference_name
 
         policy = _load(file)
         ref, name = reference_name(image)
@@ -121,7 +121,10 @@ def gate(
     """
 
     def run() -> int:
-        from verifier.gate import DiskCache, Evaluator, collect_manifests, default_cache_dir, run_gate
+        from verifier.gate.cache import DiskCache, default_cache_dir
+        from verifier.gate.evaluator import Evaluator
+        from verifier.gate.kube import collect_manifests
+        from verifier.gate.report import run_gate
 
         if write and not pin:
             raise UsageError("--write needs --pin")
@@ -147,7 +150,8 @@ def gate(
 
 
 def _pin(report: GateReport, write: bool) -> None:
-    from verifier.gate import render_pinned, write_atomic
+    from verifier.gate.cache import write_atomic
+    from verifier.gate.kube import render_pinned
 
     for i, mf in enumerate(report.files):
         text, changed = render_pinned(mf, report.verdicts)
@@ -164,7 +168,7 @@ def _pin(report: GateReport, write: bool) -> None:
 
 
 def _report(report: GateReport, fmt: GateFormat, *, to_stderr: bool) -> None:
-    from verifier.gate import report_json, report_sarif
+    from verifier.gate.report import report_json, report_sarif
 
     if fmt is not GateFormat.text:
         doc = report_json(report) if fmt is GateFormat.json else report_sarif(report)
@@ -227,8 +231,9 @@ def webhook_serve(
     def run() -> None:
         import uvicorn
 
-        from verifier.gate import Evaluator, MemoryCache
-        from verifier.webhook import create_app, log
+        from verifier.gate.cache import MemoryCache
+        from verifier.gate.evaluator import Evaluator
+        from verifier.gate.webhook import create_app, log
 
         for what, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
             if not path.is_file():

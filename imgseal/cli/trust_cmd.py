@@ -54,7 +54,7 @@ def refresh_trusted_root(staging: bool) -> tuple[bytes, str]:
     reached or its metadata does not verify.
     """
     from imgseal.errors import NetworkError
-    from verifier.sigstore_trust import parse_trusted_root
+    from verifier.sigstore.trust import parse_trusted_root
 
     name = "staging" if staging else "production"
     try:

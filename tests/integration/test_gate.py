@@ -13,8 +13,11 @@ import pytest
 from imgseal.store import StoreFactory
 from tests.integration.images import push_image
 from tests.integration.test_sign_verify import ENV, make_key
-from verifier.gate import DiskCache, Evaluator, collect_manifests, run_gate
-from verifier.policy import load_policy
+from verifier.gate.cache import DiskCache
+from verifier.gate.evaluator import Evaluator
+from verifier.gate.kube import collect_manifests
+from verifier.gate.policy_file import load_policy
+from verifier.gate.report import run_gate
 
 pytestmark = pytest.mark.registry
 

@@ -17,8 +17,8 @@ from tests.integration.sigstore_rig import DEFAULT_ISSUER, SigstoreRig
 from tests.integration.test_gate import deployment
 from tests.integration.test_keyless import ALICE, NO_AMBIENT
 from tests.integration.test_sign_verify import ENV, make_key
-from tests.unit.notation_pki import build_pki
-from tests.unit.test_notation import IDENTITY, write_store
+from tests.unit.verifier.notation.pki import build_pki
+from tests.unit.verifier.notation.test_envelope import IDENTITY, write_store
 
 pytestmark = pytest.mark.registry
 

@@ -13,10 +13,10 @@ from imgseal import attach
 from imgseal.errors import VerificationError
 from signer.notation import ARTIFACT_TYPE, ENVELOPE_MEDIA_TYPE, load_signing_material, sign_image_notation
 from tests.integration.images import push_image, registry_store
-from tests.unit.notation_pki import build_pki
-from tests.unit.test_notation import IDENTITY, write_store
-from verifier.notation_image import verify_notation_signatures
-from verifier.notation_policy import parse_trust_policy
+from tests.unit.verifier.notation.pki import build_pki
+from tests.unit.verifier.notation.test_envelope import IDENTITY, write_store
+from verifier.notation.image import verify_notation_signatures
+from verifier.notation.trust_policy import parse_trust_policy
 
 pytestmark = pytest.mark.registry
 

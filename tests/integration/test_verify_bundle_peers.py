@@ -20,7 +20,7 @@ import pytest
 
 from imgseal.digest import Digest
 from imgseal.errors import Error
-from verifier.sigstore_bundle import KeylessPolicy, statement_subject_matches, verify_bundle
+from verifier.sigstore.bundle import KeylessPolicy, statement_subject_matches, verify_bundle
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "sigstore-conformance"
 PRODUCTION_ROOT = Path(__file__).resolve().parents[2] / "verifier" / "data" / "trusted_root.production.json"

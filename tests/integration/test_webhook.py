@@ -27,9 +27,10 @@ from cryptography.x509.oid import NameOID
 from imgseal.store import StoreFactory
 from tests.integration.images import push_image
 from tests.integration.test_sign_verify import ENV, make_key
-from verifier.gate import Evaluator, MemoryCache
-from verifier.policy import load_policy
-from verifier.webhook import create_app
+from verifier.gate.cache import MemoryCache
+from verifier.gate.evaluator import Evaluator
+from verifier.gate.policy_file import load_policy
+from verifier.gate.webhook import create_app
 
 pytestmark = pytest.mark.registry
 

@@ -30,7 +30,8 @@ from signer.notation import (
     signature_manifest_annotations,
     thumbprint_annotation,
 )
-from tests.unit.notation_pki import (
+from tests.datadir import DATA as DATA_DIR
+from tests.unit.verifier.notation.pki import (
     ALG_FOR_KIND,
     KEY_KINDS,
     LEAF_SUBJECT,
@@ -40,8 +41,8 @@ from tests.unit.notation_pki import (
     issue,
     make_key,
 )
-from verifier.notation import NotationResult, NotationVerificationError, verify_notation_envelope
-from verifier.notation_policy import (
+from verifier.notation.envelope import NotationResult, NotationVerificationError, verify_notation_envelope
+from verifier.notation.trust_policy import (
     TrustPolicyStatement,
     TrustStoreRef,
     load_trust_store,
@@ -50,7 +51,7 @@ from verifier.notation_policy import (
     select_policy,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "notation"
+DATA = DATA_DIR / "notation"
 DESCRIPTOR = {
     "mediaType": "application/vnd.oci.image.manifest.v1+json",
     "digest": "sha256:" + "ab" * 32,

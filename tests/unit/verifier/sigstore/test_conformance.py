@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from imgseal.cli.main import app
+from tests.datadir import DATA as DATA_DIR
 
-ROOT = Path(__file__).resolve().parent.parent / "data" / "sigstore-conformance"
+ROOT = DATA_DIR / "sigstore-conformance"
 DEFAULT_IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"

@@ -10,8 +10,9 @@ import pytest
 
 from imgseal.errors import UsageError
 from keys import generate, public_pem
-from verifier.gate import find_images
-from verifier.policy import PolicyError, Specificity, glob_matches, load_policy, normalise_glob, parse_policy
+from verifier.gate.kube import find_images
+from verifier.gate.policy import Specificity, glob_matches, normalise_glob
+from verifier.gate.policy_file import PolicyError, load_policy, parse_policy
 
 MINIMAL = """\
 version: 1
@@ -297,7 +298,7 @@ def _notation_files(directory: Path, *, store_name: str = "ours") -> None:
 
 
 def test_notation_requirement_loads_relative_to_the_policy_file(policy_dir: Path) -> None:
-    from verifier.policy import describe_rule
+    from verifier.gate.policy import describe_rule
 
     _notation_files(policy_dir)
     rule = load_policy(write(policy_dir, NOTATION_RULE)).rules[0]
@@ -332,7 +333,8 @@ def test_notation_requirement_errors_have_lines(policy_dir: Path) -> None:
 
 def test_gate_fast_reader_lines_and_duplicate_keys(tmp_path: Path) -> None:
     from imgseal.errors import InvalidInputError
-    from verifier.gate import Verdict, collect_manifests, render_pinned
+    from verifier.gate.kube import collect_manifests, render_pinned
+    from verifier.gate.verdict import Verdict
 
     text = textwrap.dedent("""\
         # comment

@@ -1,7 +1,7 @@
 """Verify Notary Project (notation) JWS signature envelopes against a trust policy.
 
 Pure verification logic (no registry I/O): the caller fetches the envelope blob, picks the
-trust policy statement (``verifier.notation_policy.select_policy``) and passes the descriptor
+trust policy statement (``verifier.notation.trust_policy.select_policy``) and passes the descriptor
 of the artifact it resolved. Follows notaryproject/specifications:
 
 * ``specs/signature-envelope-jws.md`` — flattened JWS, protected/unprotected headers, ``crit``,
@@ -47,7 +47,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from imgseal.digest import Digest
 from imgseal.errors import Error, InvalidInputError, UsageError, VerificationError
-from verifier.notation_policy import (
+from verifier.notation.trust_policy import (
     TrustPolicyStatement,
     certificate_subject_attributes,
     load_trust_store,

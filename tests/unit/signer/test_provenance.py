@@ -26,8 +26,9 @@ from signer.provenance import (
     parse_source_digest,
     rfc3339,
 )
+from tests.datadir import DATA as DATA_DIR
 
-DATA = Path(__file__).parents[1] / "data" / "provenance"
+DATA = DATA_DIR / "provenance"
 GITHUB_ENV: dict[str, str] = json.loads((DATA / "github-actions-env.json").read_text())
 GITLAB_ENV: dict[str, str] = json.loads((DATA / "gitlab-ci-env.json").read_text())
 DISPATCH_EVENT: dict[str, Any] = json.loads((DATA / "github-workflow-dispatch-event.json").read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from imgseal import dsse
 from imgseal.dsse import Envelope, Signature, pae, sign_envelope, verify_envelope
 from imgseal.errors import InvalidInputError, UsageError, VerificationError
+from tests.datadir import DATA as DATA_DIR
 
-VECTORS = json.loads((Path(__file__).parents[1] / "data" / "dsse" / "vectors.json").read_text("utf-8"))
+VECTORS = json.loads((DATA_DIR / "dsse" / "vectors.json").read_text("utf-8"))
 INTOTO = "application/vnd.in-toto+json"
 
 

@@ -19,8 +19,9 @@ import typer
 import typer.main
 
 from imgseal.cli import main
+from tests.datadir import REPO as REPO_DIR
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_DIR
 HEAVY = ("sigstore", "sigstore_models", "pydantic", "requests", "urllib3", "rich", "rfc3161_client")
 
 # Runs argv through the CLI and prints, as JSON, every top-level package loaded by then.
@@ -131,5 +132,5 @@ def test_policy_without_notation_rules_never_imports_x509(tmp_path: Path) -> Non
                           text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
     loaded = set(json.loads(proc.stdout.splitlines()[-1]))
-    assert "verifier.policy" in loaded and "keys" in loaded  # the probe did load and check the policy
-    assert "cryptography.x509" not in loaded and "verifier.notation_policy" not in loaded
+    assert "verifier.gate.policy" in loaded and "keys" in loaded  # the probe did load and check the policy
+    assert "cryptography.x509" not in loaded and "verifier.notation.trust_policy" not in loaded

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from imgseal.errors import InvalidInputError, VerificationError
-from verifier.sigstore_bundle import load_bundle_json, parse_bundle, verify_sct
-from verifier.sigstore_trust import CtLogKey, load_trusted_root, parse_trusted_root
+from tests.datadir import DATA as DATA_DIR
+from verifier.sigstore.bundle import load_bundle_json, parse_bundle, verify_sct
+from verifier.sigstore.trust import CtLogKey, load_trusted_root, parse_trusted_root
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "sigstore-conformance"
+DATA = DATA_DIR / "sigstore-conformance"
 V03 = DATA / "happy-path-v0.3" / "bundle.sigstore.json"
 
 

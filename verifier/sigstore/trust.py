@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from imgseal.errors import InvalidInputError
-from verifier import protojson
-from verifier.tlog import LogKey, PublicKey
+from verifier.sigstore import protojson
+from verifier.sigstore.tlog import LogKey, PublicKey
 
 MAX_TRUSTED_ROOT_BYTES: Final = 4 << 20
 TRUSTED_ROOT_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
@@ -91,7 +91,7 @@ def _load_key(raw: bytes, what: str) -> PublicKey:
     return key
 
 
-# protobuf JSON readers shared with the bundle parser (verifier.protojson).
+# protobuf JSON readers shared with the bundle parser (verifier.sigstore.protojson).
 _Bad = protojson.ProtoJsonError
 _obj = protojson.fields
 _str = protojson.string

@@ -1,64 +1,43 @@
-"""The deploy-gate policy: a YAML document, its model, and which rule applies to an image.
-
-Model (docs/policy.md has the user's view)::
-
-    version: 1
-    default: deny | allow | warn          # images no rule matches
-    trusted_root: FILE                    # optional Sigstore trusted root for keyless checks
-    rules:
-      - name: NAME
-        match: [GLOB, ...]
-        mode: enforce | warn
-        on_error: deny | allow            # when the answer cannot be had (registry down, timeout)
-        allow: true | deny: true | require: {digest, signatures, keyless, attestations, notation}
-        # notation: {trust_policy: FILE, trust_store: DIR}  (paths relative to the policy file)
-
-Matching follows containers-policy.json and Connaisseur: the **most specific** matching rule
-alone decides (REFERENCE.md §7), unlike Kyverno / policy-controller where every matching rule
-must pass. Specificity is compared by :func:`Specificity` (exact name > longer literal prefix
-> fewer wildcards > fewer ``**`` > more literal characters); two rules with an identical
-pattern are an error, so no tie is ever left to file order by accident.
+"""Reading a policy file: YAML into :mod:`verifier.gate.policy`'s model, with line-numbered errors.
 
 Loading never stops at the first problem: :func:`load_policy` collects every error with its
 line (PyYAML's composed nodes keep marks) and raises :class:`PolicyError` carrying them all.
 Whatever is not understood is an error — unknown keys, a rule with nothing to require, a
-threshold above the number of keys — so no typo can turn into an allow.
+threshold above the number of keys, two rules with the same pattern — so no typo can turn
+into an allow.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Final
 
 import yaml
 
 from imgseal.errors import InvalidInputError, UsageError
 from imgseal.intoto import resolve_predicate_type
 from imgseal.manifest import check_json_depth
-from imgseal.reference import DEFAULT_DOMAIN, Reference, parse_reference
-from keys import PublicKey, load_public_key
+from keys import load_public_key
 from verifier.attestation_checks import WhereCondition, parse_where
+from verifier.gate.policy import (
+    POLICY_VERSION,
+    AttestationRequirement,
+    Decision,
+    KeylessSigner,
+    NotationRequirement,
+    Policy,
+    PolicyKey,
+    Requirements,
+    Rule,
+    SignatureRequirement,
+    normalise_glob,
+)
 
-if TYPE_CHECKING:
-    from verifier.notation_policy import TrustPolicyDocument
-
-POLICY_VERSION: Final = 1
 MAX_POLICY_BYTES: Final = 1 << 20
-
-Decision = Literal["deny", "allow", "warn"]
-Mode = Literal["enforce", "warn"]
-OnError = Literal["deny", "allow"]
-
-# One glob component: name characters plus '*' (a partial wildcard inside one component).
-_GLOB_COMPONENT: Final = re.compile(r"[a-z0-9._\-*]+")
-_DOMAIN_COMPONENT: Final = re.compile(r"[a-zA-Z0-9.\-*]+(?::[0-9*]+)?|\[[0-9a-fA-F:.]+\](?::[0-9*]+)?")
-
 
 class PolicyError(InvalidInputError):
     """A policy file with one or more problems; ``issues`` lists them all with line numbers."""
@@ -83,282 +62,6 @@ class PolicyIssue:
     def render(self, source: str) -> str:
         return f"{source}:{self.line}: {self.message}" if self.line else f"{source}: {self.message}"
 
-
-# --- the model ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PolicyKey:
-    """A trusted public key: ``name`` is the path as written (or ``inline-key-N``)."""
-
-    name: str
-    pem: bytes
-    key: PublicKey = field(compare=False, hash=False, repr=False)
-
-
-@dataclass(frozen=True)
-class SignatureRequirement:
-    """Signatures by at least ``threshold`` distinct keys of ``keys``."""
-
-    keys: tuple[PolicyKey, ...]
-    threshold: int
-
-
-@dataclass(frozen=True)
-class KeylessSigner:
-    """One acceptable Sigstore signer; the fields mean what :class:`verifier.sigstore_bundle.KeylessPolicy` says."""
-
-    identity: str | None = None
-    issuer: str | None = None
-    identity_regexp: str | None = None
-    issuer_regexp: str | None = None
-    github_repository: str | None = None
-    github_ref: str | None = None
-    github_trigger: str | None = None
-    github_sha: str | None = None
-
-    def describe(self) -> str:
-        who = self.identity or f"~{self.identity_regexp}"
-        by = self.issuer or f"~{self.issuer_regexp}"
-        return f"{who} (issuer {by})"
-
-
-@dataclass(frozen=True)
-class AttestationRequirement:
-    """An attestation of ``predicate_type`` signed by a rule signer whose statement passes the checks."""
-
-    predicate_type: str
-    builder_id: str | None = None
-    source_uri: str | None = None
-    source_branch: str | None = None
-    source_tag: str | None = None
-    build_type: str | None = None
-    where: tuple[WhereCondition, ...] = ()
-    keys: tuple[PolicyKey, ...] = ()
-    """Keys for this attestation; empty means the rule's ``signatures.keys``."""
-
-    @property
-    def slsa_checks(self) -> dict[str, str]:
-        checks = {"builder_id": self.builder_id, "source_uri": self.source_uri, "source_branch": self.source_branch,
-                  "source_tag": self.source_tag, "build_type": self.build_type}
-        return {k: v for k, v in checks.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class NotationRequirement:
-    """A Notary Project signature satisfying a notation trust policy, chained to a trust store.
-
-    The trust policy (notation's JSON format) is parsed when the policy file is loaded, so a
-    bad one fails ``imgseal policy check`` with its line rather than every admission later.
-    ``store_digest`` is a sha256 over the trust store's files (names and bytes): part of the
-    rule fingerprint, so removing a CA from the store invalidates cached successes.
-    """
-
-    trust_policy: Path
-    trust_store: Path
-    document: TrustPolicyDocument = field(compare=False, hash=False, repr=False)
-    policy_digest: str = ""
-    store_digest: str = ""
-
-
-@dataclass(frozen=True)
-class Requirements:
-    digest: bool = False
-    signatures: SignatureRequirement | None = None
-    keyless: tuple[KeylessSigner, ...] = ()
-    attestations: tuple[AttestationRequirement, ...] = ()
-    notation: NotationRequirement | None = None
-
-    @property
-    def verifies(self) -> bool:
-        """Whether anything must be fetched from the registry to decide."""
-        return (self.signatures is not None or bool(self.keyless) or bool(self.attestations)
-                or self.notation is not None)
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    match: tuple[str, ...]
-    line: int
-    mode: Mode = "enforce"
-    on_error: OnError = "deny"
-    allow: bool = False
-    deny: bool = False
-    require: Requirements = field(default_factory=Requirements)
-    trusted_root: Path | None = None
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        """sha256 over everything that decides this rule's verdict (key bytes included): the cache key part.
-
-        Computed once per loaded rule (a gate run asks for it once per image).
-        """
-        return hashlib.sha256(json.dumps(_fingerprint_doc(self), sort_keys=True).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Policy:
-    source: str
-    default: Decision
-    rules: tuple[Rule, ...]
-    trusted_root: Path | None = None
-
-    def select(self, name: str) -> Selection:
-        """The rule for the normalised name ``registry/repository`` and every other rule that matched."""
-        matches: list[RuleMatch] = []
-        for rule in self.rules:
-            best: RuleMatch | None = None
-            for pattern in rule.match:
-                if glob_matches(pattern, name):
-                    candidate = RuleMatch(rule, pattern, Specificity.of(pattern))
-                    if best is None or candidate.specificity > best.specificity:
-                        best = candidate
-            if best is not None:
-                matches.append(best)
-        # Stable sort: equal specificity keeps file order; load_policy refuses identical patterns,
-        # so only genuinely different patterns of equal rank (documented) fall back to order.
-        matches.sort(key=lambda m: m.specificity, reverse=True)
-        return Selection(name, matches[0] if matches else None, tuple(matches[1:]))
-
-
-@dataclass(frozen=True)
-class Specificity:
-    """How specific a pattern is; a greater value wins. Compared field by field, in order."""
-
-    exact: bool
-    literal_prefix: int
-    fewer_wildcards: int  # negated wildcard count
-    fewer_globstars: int  # negated '**' count
-    literal_chars: int
-
-    @classmethod
-    def of(cls, pattern: str) -> Specificity:
-        star = pattern.find("*")
-        prefix = len(pattern) if star < 0 else star
-        components = pattern.split("/")
-        wildcards = sum(1 for c in components if "*" in c)
-        globstars = components.count("**")
-        return cls(star < 0, prefix, -wildcards, -globstars, len(pattern.replace("*", "")))
-
-    def __lt__(self, other: Specificity) -> bool:
-        return self._key() < other._key()
-
-    def __gt__(self, other: Specificity) -> bool:
-        return self._key() > other._key()
-
-    def _key(self) -> tuple[bool, int, int, int, int]:
-        return (self.exact, self.literal_prefix, self.fewer_wildcards, self.fewer_globstars, self.literal_chars)
-
-    def describe(self) -> str:
-        if self.exact:
-            return "exact name"
-        return (f"literal prefix {self.literal_prefix} chars, {-self.fewer_wildcards} wildcard(s)"
-                f" ({-self.fewer_globstars} '**')")
-
-
-@dataclass(frozen=True)
-class RuleMatch:
-    rule: Rule
-    pattern: str
-    specificity: Specificity
-
-
-@dataclass(frozen=True)
-class Selection:
-    name: str
-    chosen: RuleMatch | None
-    also_matched: tuple[RuleMatch, ...]
-
-
-# --- globs ----------------------------------------------------------------------------------
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a name glob: ``*`` within one component, ``**`` any number of whole components.
-
-    ``**`` follows gitignore: trailing (``team/**``) it matches one or more components below
-    (``team/app``, ``team/a/b``, not ``team`` itself); leading or in the middle it matches zero
-    or more (``a/**/b`` matches ``a/b`` and ``a/x/y/b``); alone it matches every name.
-    """
-    parts = pattern.split("/")
-    rx = ""
-    last = len(parts) - 1
-    for i, part in enumerate(parts):
-        if part == "**":
-            if i == 0 and i == last:
-                rx += r"[^/]+(?:/[^/]+)*"
-            elif i == 0:
-                rx += r"(?:[^/]+/)*"
-            elif i == last:
-                rx += r"(?:/[^/]+)+"
-            else:
-                rx += r"(?:/[^/]+)*"
-            continue
-        sep = "" if i == 0 or (i == 1 and parts[0] == "**") else "/"
-        rx += sep + "[^/]*".join(re.escape(piece) for piece in part.split("*"))
-    return re.compile(rx)
-
-
-_GLOB_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def glob_matches(pattern: str, name: str) -> bool:
-    rx = _GLOB_CACHE.get(pattern)
-    if rx is None:
-        rx = _GLOB_CACHE[pattern] = glob_regex(pattern)
-    return rx.fullmatch(name) is not None
-
-
-def normalise_glob(pattern: str) -> str:
-    """Check a glob and put it in the normal form of reference names; raise :class:`UsageError`.
-
-    The first component is a registry when it contains ``.`` or ``:``, is ``localhost`` or is a
-    wildcard; otherwise, like a reference, the name is on ``docker.io`` (and a single component
-    gets ``library/``), so ``alpine`` means ``docker.io/library/alpine``.
-    """
-    if not pattern or pattern != pattern.strip():
-        raise UsageError("empty pattern or surrounding spaces")
-    if "@" in pattern:
-        raise UsageError(f"pattern {pattern!r} has a digest: patterns match names, not digests")
-    parts = pattern.split("/")
-    if any(not p for p in parts):
-        raise UsageError(f"pattern {pattern!r} has an empty path component")
-    first = parts[0]
-    is_domain = "." in first or ":" in first or first == "localhost" or "*" in first
-    if not is_domain:
-        parts = [DEFAULT_DOMAIN, *(["library"] if len(parts) == 1 else []), *parts]
-    elif first == "index.docker.io":
-        parts[0] = DEFAULT_DOMAIN
-    domain, path = parts[0], parts[1:]
-    if domain != "**" and not _DOMAIN_COMPONENT.fullmatch(domain):
-        raise UsageError(f"pattern {pattern!r}: {domain!r} is not a registry host[:port]")
-    if domain != "**" and domain.lower() != domain:
-        raise UsageError(f"pattern {pattern!r}: registry names are lowercase")
-    if domain != "**" and "**" in domain:
-        raise UsageError(f"pattern {pattern!r}: '**' must be a whole path component")
-    for comp in path:
-        if ":" in comp:
-            raise UsageError(f"pattern {pattern!r} has a tag: patterns match names, not tags")
-        if comp != "**" and "**" in comp:
-            raise UsageError(f"pattern {pattern!r}: '**' must be a whole path component")
-        if not _GLOB_COMPONENT.fullmatch(comp):
-            raise UsageError(f"pattern {pattern!r}: component {comp!r} may hold only a-z 0-9 . _ - and *")
-    normal = "/".join([domain, *path])
-    if "**/**" in normal:
-        raise UsageError(f"pattern {pattern!r}: '**/**' is redundant; write '**'")
-    if not path and domain != "**":
-        raise UsageError(f"pattern {pattern!r} names only a registry; write {normal + '/**'!r} for all of it")
-    return normal
-
-
-def reference_name(image: str) -> tuple[Reference, str]:
-    """Parse an image reference and return it with its normalised name for matching."""
-    ref = parse_reference(image)
-    if not isinstance(ref, Reference):
-        raise UsageError(f"{image!r}: the gate checks registry references, not OCI layouts",
-                         reason="invalid-reference")
-    return ref, ref.name
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -628,7 +331,8 @@ class _Reader:
         if "trust_policy" in fields:
             policy_path = self.file(fields["trust_policy"], f"{label} notation trust_policy")
             if policy_path is not None:
-                from verifier.notation_policy import load_trust_policy  # only policies with notation rules pay for it
+                # Only policies with notation rules pay for importing notation (and cryptography.x509).
+                from verifier.notation.trust_policy import load_trust_policy
 
                 try:
                     document = load_trust_policy(policy_path)
@@ -825,50 +529,3 @@ class _Reader:
             return None
         return AttestationRequirement(predicate_type, where=tuple(where), keys=tuple(keys), **values)
 
-
-# --- fingerprints and explanation -------------------------------------------------------------
-
-
-def _fingerprint_doc(rule: Rule) -> dict[str, Any]:
-    def keys_doc(keys: Sequence[PolicyKey]) -> list[str]:
-        return sorted(hashlib.sha256(k.pem).hexdigest() for k in keys)
-
-    req = rule.require
-    return {
-        "name": rule.name, "mode": rule.mode, "allow": rule.allow, "deny": rule.deny,
-        "trusted_root": hashlib.sha256(rule.trusted_root.read_bytes()).hexdigest() if rule.trusted_root else None,
-        "digest": req.digest,
-        "signatures": None if req.signatures is None else {"keys": keys_doc(req.signatures.keys),
-                                                            "threshold": req.signatures.threshold},
-        "keyless": [vars(s) for s in req.keyless],
-        "attestations": [{"type": a.predicate_type, **a.slsa_checks, "where": [w.text for w in a.where],
-                          "keys": keys_doc(a.keys)} for a in req.attestations],
-        "notation": None if req.notation is None else {"trust_policy": req.notation.policy_digest,
-                                                        "trust_store": req.notation.store_digest},
-    }
-
-
-def describe_rule(rule: Rule) -> Iterator[str]:
-    """Human lines saying what a rule demands."""
-    if rule.deny:
-        yield "deny: every matching image is refused"
-        return
-    if rule.allow:
-        yield "allow: every matching image is admitted without checks"
-        return
-    req = rule.require
-    if req.digest:
-        yield "digest: the reference must name a digest (tag-only references are denied)"
-    if req.signatures is not None:
-        names = ", ".join(k.name for k in req.signatures.keys)
-        yield f"signatures: {req.signatures.threshold} of [{names}]"
-    if req.keyless:
-        yield "keyless: any of " + "; ".join(s.describe() for s in req.keyless)
-    for att in req.attestations:
-        checks = ", ".join(f"{k}={v}" for k, v in att.slsa_checks.items())
-        checks += "".join(f", where {w.text}" for w in att.where)
-        yield f"attestation: {att.predicate_type}" + (f" ({checks})" if checks else "")
-    if req.notation is not None:
-        yield (f"notation: a Notary Project signature under trust policy {req.notation.trust_policy} "
-               f"and trust store {req.notation.trust_store}")
-    yield f"mode: {rule.mode}; on_error: {rule.on_error}"

@@ -32,7 +32,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from imgseal.errors import Error
-from verifier.gate import Evaluator, ImageSite, Verdict, find_images, pinned_image
+from verifier.gate.evaluator import Evaluator
+from verifier.gate.kube import ImageSite, find_images, pinned_image
+from verifier.gate.verdict import Verdict
 
 MAX_REVIEW_BYTES: Final = 3 << 20  # etcd's object limit is 1.5 MiB; an AdmissionReview carries two objects
 ADMISSION_API: Final = "admission.k8s.io/v1"

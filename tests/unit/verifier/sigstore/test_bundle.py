@@ -14,17 +14,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from imgseal.digest import Digest
 from imgseal.errors import InvalidInputError, UsageError, VerificationError
-from verifier import tlog
-from verifier.sigstore_bundle import (
+from tests.datadir import DATA as DATA_DIR
+from verifier.sigstore import tlog
+from verifier.sigstore.bundle import (
     MAX_BUNDLE_BYTES,
     KeylessPolicy,
     KeyPolicy,
     statement_subject_matches,
     verify_bundle,
 )
-from verifier.sigstore_trust import load_trusted_root
+from verifier.sigstore.trust import load_trusted_root
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "sigstore-conformance"
+DATA = DATA_DIR / "sigstore-conformance"
 ARTIFACT = (DATA / "a.txt").read_bytes()
 HAPPY = DATA / "managed-key-happy-path"
 STAGING = DATA / "managed-key-and-trusted-root"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from imgseal.digest import Digest
 from imgseal.errors import UsageError, VerificationError
 from imgseal.intoto import Statement, image_statement
 from signer.provenance import GITHUB_BUILD_TYPE, GenericBuild, generate_provenance
+from tests.datadir import DATA as DATA_DIR
 from verifier.attestation_checks import (
     check_slsa,
     check_where,
@@ -22,7 +22,7 @@ from verifier.attestation_checks import (
     split_git_ref,
 )
 
-DATA = Path(__file__).parents[1] / "data" / "provenance"
+DATA = DATA_DIR / "provenance"
 GITHUB_ENV: dict[str, str] = json.loads((DATA / "github-actions-env.json").read_text())
 GITLAB_ENV: dict[str, str] = json.loads((DATA / "gitlab-ci-env.json").read_text())
 DIGEST = Digest("sha256", "fe4fe40ac7250263c5dbe1cf3138912f3f416140aa248637a60d65fe22c47da4")

@@ -1,7 +1,7 @@
 """Reading protobuf JSON (proto3 JSON mapping) strictly: the rules Sigstore's messages need.
 
-Shared by the bundle parser (verifier.sigstore_bundle) and the trusted-root parser
-(verifier.sigstore_trust). Both apply what sigstore-python's models applied: unknown members
+Shared by the bundle parser (verifier.sigstore.bundle) and the trusted-root parser
+(verifier.sigstore.trust). Both apply what sigstore-python's models applied: unknown members
 refused, required ones present, snake_case names accepted as proto3 JSON parsers accept them,
 ``null`` read as absent, ``bytes`` as standard or URL-safe base64, 64-bit integers as decimal
 strings (or JSON numbers) within the unsigned 64-bit domain.

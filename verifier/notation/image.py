@@ -9,8 +9,8 @@ from imgseal import attach
 from imgseal.errors import Error, VerificationError
 from imgseal.manifest import Manifest
 from imgseal.store.base import Store
-from verifier.notation import ENVELOPE_MEDIA_TYPE, NotationResult, verify_notation_envelope
-from verifier.notation_policy import TrustPolicyDocument, select_policy
+from verifier.notation.envelope import ENVELOPE_MEDIA_TYPE, NotationResult, verify_notation_envelope
+from verifier.notation.trust_policy import TrustPolicyDocument, select_policy
 
 MAX_ENVELOPE_BYTES = 4 << 20
 

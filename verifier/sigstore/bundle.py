@@ -10,7 +10,7 @@ One decision path for both kinds of verification material:
 
 then, for both: signature over the artifact digest (message signature) or over
 ``PAE(payloadType, payload)`` (DSSE), and every transparency-log entry checked by
-:mod:`verifier.tlog` (log key from the trusted root and inside its validity window, SET,
+:mod:`verifier.sigstore.tlog` (log key from the trusted root and inside its validity window, SET,
 inclusion proof, signed checkpoint, body consistent with the bundle).
 
 sigstore-python's ``Verifier`` is not called: it cannot verify public-key bundles, Rekor
@@ -44,9 +44,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from imgseal.digest import Digest
 from imgseal.errors import InvalidInputError, KeyMaterialError, UsageError, VerificationError
 from keys import verify as verify_with_key
-from verifier import protojson, tlog
-from verifier.sigstore_trust import CtLogKey, TrustMaterial, load_trusted_root
-from verifier.tlog import DsseContent, MessageContent, PublicKey, Signer
+from verifier.sigstore import protojson, tlog
+from verifier.sigstore.tlog import DsseContent, MessageContent, PublicKey, Signer
+from verifier.sigstore.trust import CtLogKey, TrustMaterial, load_trusted_root
 
 MAX_BUNDLE_BYTES: Final = 16 << 20
 MAX_JSON_DEPTH: Final = 64
@@ -255,7 +255,7 @@ BUNDLE_MEDIA_TYPES: Final = frozenset({
     "application/vnd.dev.sigstore.bundle.v0.3+json",
 })
 _HASH_ALGORITHMS: Final = frozenset({"SHA2_256", "SHA2_384", "SHA2_512", "SHA3_256", "SHA3_384"})
-# protobuf JSON readers shared with the trusted-root parser (verifier.protojson).
+# protobuf JSON readers shared with the trusted-root parser (verifier.sigstore.protojson).
 _Malformed = protojson.ProtoJsonError
 _fields = protojson.fields
 _str = protojson.string

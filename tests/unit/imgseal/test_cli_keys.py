@@ -19,10 +19,12 @@ from typer.testing import CliRunner
 import keys
 from imgseal.cli import _password, keys_cmd
 from keys.pem import pem_decode
+from tests.datadir import DATA as DATA_DIR
+from tests.datadir import REPO as REPO_DIR
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "keys"
+DATA = DATA_DIR / "keys"
 WRONG_LINE = "imgseal: error: wrong password or corrupted key file\n"
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_DIR
 
 
 def _app() -> typer.Typer:

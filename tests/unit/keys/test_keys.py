@@ -26,8 +26,9 @@ import keys
 from imgseal.errors import InvalidInputError, KeyMaterialError, UsageError
 from keys import cosign as cosign_format
 from keys import files as key_files
+from tests.datadir import DATA as DATA_DIR
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "keys"
+DATA = DATA_DIR / "keys"
 COSIGN = DATA / "cosign"
 INDEPENDENT = DATA / "independent"
 WRONG = "wrong password or corrupted key file"
