@@ -27,7 +27,7 @@ import yaml
 
 from tests.integration import kustomize_lite
 from tests.integration.test_sign_verify import make_key
-from verifier.policy import load_policy
+from verifier.gate.policy_file import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
