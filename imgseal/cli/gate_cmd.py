@@ -30,6 +30,20 @@ class GateFormat(StrEnum):
 PolicyOption = Annotated[Path, typer.Option("--policy", "-p", help="Policy file (YAML, version: 1).", dir_okay=False)]
 
 
+def _namespace_name(value: str | None) -> str | None:
+    from verifier.gate.scope import is_namespace
+
+    if value is not None and not is_namespace(value):
+        raise typer.BadParameter(f"{value!r} is not a namespace name (a-z, 0-9, '-', at most 63 characters)")
+    return value
+
+
+NamespaceOption = Annotated[str | None, typer.Option(
+    "--namespace", "-n", callback=_namespace_name,
+    help="Namespace the images run in (rules with 'namespaces', exclude_namespaces, exceptions); "
+         "objects' own metadata.namespace is used where given.")]
+
+
 def register(app: typer.Typer) -> None:
     policy_app = typer.Typer(help="Check and explain deploy-gate policy files.", no_args_is_help=True)
     policy_app.command("check")(policy_check)
@@ -62,36 +76,62 @@ def policy_check(
         raise typer.Exit(2) from None
     except Error as e:
         fail(e)
-    out(f"{file}: valid: {len(policy.rules)} rule(s), default {policy.default}")
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    for exception in policy.exceptions:
+        if not exception.active(now):
+            err(f"{file}:{exception.line}: warning: exception #{exception.number} expired ({exception.until_text}); "
+                "it is ignored: remove it or give a new 'until'")
+    out(f"{file}: valid: {len(policy.rules)} rule(s), default {policy.default}"
+        + (f", {len(policy.exceptions)} exception(s)" if policy.exceptions else ""))
 
 
 def policy_explain(
     file: Annotated[Path, typer.Argument(help="Policy file.", dir_okay=False)],
     image: Annotated[str, typer.Argument(help="Image reference.")],
+    namespace: NamespaceOption = None,
 ) -> None:
-    """Show which rule applies to IMAGE and why, and which other rules matched but were less specific."""
+    """Show which rule applies to IMAGE (in --namespace) and why, and which other rules matched but were less
+    specific."""
 
     def run() -> None:
-        from verifier.gate.policy import describe_rule, reference_name
+        import datetime as dt
+
+        from verifier.gate.policy import describe_rule, describe_scope, reference_name
 
         policy = _load(file)
         ref, name = reference_name(image)
-        selection = policy.select(name)
         out(f"image:      {image}")
         out(f"normalised: {ref} (matched on the name {name})")
+        out(f"namespace:  {namespace if namespace is not None else 'not given (rules with namespaces do not apply)'}")
+        excluded = policy.excluded(namespace)
+        if excluded is not None:
+            out(f"excluded:   namespace {namespace!r} matches exclude_namespaces {excluded!r}: admitted without checks")
+            return
+        exception = policy.exception_for(name, namespace, dt.datetime.now(dt.UTC))
+        if exception is not None:
+            out(f"exception:  admitted with a warning, without checks, by {exception.label()}")
+            return
+        selection = policy.select(name, namespace)
+        for unresolved in selection.unresolved:
+            out(f"  ! depends on the namespace: rule {unresolved.rule.name!r} (line {unresolved.rule.line}) "
+                f"would apply in {', '.join(unresolved.rule.namespaces)}")
+        if selection.unresolved:
+            out("  ! so without a namespace the gate leaves this image undecided (exit 3): give --namespace")
         if selection.chosen is None:
             out(f"rule:       none matches; default: {policy.default}")
             return
         chosen = selection.chosen
         out(f"rule:       {chosen.rule.name!r} (line {chosen.rule.line})")
-        out(f"because:    pattern {chosen.pattern!r} matches ({chosen.specificity.describe()})")
+        out(f"because:    {chosen.describe()} matches")
+        out(f"  - {describe_scope(chosen.rule)}")
         for line in describe_rule(chosen.rule):
             out(f"  - {line}")
         if chosen.rule.require.digest and ref.digest is None:
             out("  ! this reference names no digest, so this rule denies it")
         for other in selection.also_matched:
-            out(f"also matched, less specific: {other.rule.name!r} (line {other.rule.line}) via {other.pattern!r} "
-                f"({other.specificity.describe()})")
+            out(f"also matched, less specific: {other.rule.name!r} (line {other.rule.line}) via {other.describe()}")
 
     guarded(run)
 
@@ -110,10 +150,14 @@ def gate(
     cache_ttl: Annotated[float, typer.Option("--cache-ttl", min=0, help="Seconds a cached success stays valid.")]
     = 3600.0,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Images verified in parallel.")] = 8,
+    namespace: NamespaceOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
 ) -> None:
     """Verify every image in Kubernetes manifests against a policy, each distinct image once.
+
+    Each object is decided in its metadata.namespace, else in --namespace; when neither says
+    and a rule with 'namespaces' could decide, the image is undecidable (exit 3).
 
     Finds images in Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob (containers,
     initContainers, ephemeralContainers) and Lists. Exit codes: 0 all admitted; 1 any denied;
@@ -137,7 +181,7 @@ def gate(
         evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=cache, workers=workers,
                               resolve_tags=pin)
         try:
-            report = run_gate(files, evaluator)
+            report = run_gate(files, evaluator, namespace=namespace)
         finally:
             evaluator.close()
         if pin:
@@ -154,7 +198,7 @@ def _pin(report: GateReport, write: bool) -> None:
     from verifier.gate.kube import render_pinned
 
     for i, mf in enumerate(report.files):
-        text, changed = render_pinned(mf, report.verdicts)
+        text, changed = render_pinned(mf, report.verdict_of)
         if write:
             if changed:
                 target = Path(mf.path)
@@ -178,17 +222,18 @@ def _report(report: GateReport, fmt: GateFormat, *, to_stderr: bool) -> None:
             emit_json(doc)
         return
     rows = []
-    for image, v in report.verdicts.items():
+    namespaced = any(ns is not None for ns, _ in report.verdicts)  # a namespace column only when one is known
+    for (ns, image), v in report.verdicts.items():
         digest = v.digest.split(":", 1)[1][:12] if v.digest else "-"
-        rows.append((v.decision.upper(), image, v.rule or "(default)", digest + (" (cached)" if v.cached else ""),
-                     v.message))
+        rows.append((v.decision.upper(), *((ns or "-",) if namespaced else ()), image, v.rule or "(default)",
+                     digest + (" (cached)" if v.cached else ""), v.message))
     stream = sys.stderr if to_stderr else sys.stdout
     if stream.isatty():
         from rich.console import Console
         from rich.table import Table
 
         table = Table(show_lines=False)
-        for col in ("decision", "image", "rule", "digest", "detail"):
+        for col in ("decision", *(("namespace",) if namespaced else ()), "image", "rule", "digest", "detail"):
             table.add_column(col, overflow="fold")
         colours = {"ALLOW": "green", "WARN": "yellow", "DENY": "red", "ERROR": "magenta"}
         for row in rows:

@@ -18,6 +18,7 @@ Each requirement kind is one function in :mod:`verifier.gate.requirements`.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -196,12 +197,20 @@ class Evaluator:
     """Decides images against a policy. Thread-safe; one per CLI run or per webhook process.
 
     ``resolve_tags``: also resolve the digest of tag references that a rule admits without
-    checks (``allow: true``, ``default: allow``), for pinning / mutation.
+    checks (``allow: true``, ``default: allow``, an exception), for pinning / mutation.
+
+    ``namespace`` (on :meth:`plan`, :meth:`evaluate`, :meth:`evaluate_many`) is where the
+    images would run: the AdmissionReview's ``request.namespace``, a manifest's
+    ``metadata.namespace`` or ``gate --namespace``; None when unknown. It selects rules with
+    ``namespaces``, ``exclude_namespaces`` and namespaced exceptions (:mod:`verifier.gate.scope`).
+    ``clock`` gives the current time for exception expiry (read at every decision).
     """
 
     def __init__(self, policy: Policy, factory: StoreFactory, *, cache: SuccessCache | None = None,
-                 workers: int = DEFAULT_WORKERS, resolve_tags: bool = False) -> None:
+                 workers: int = DEFAULT_WORKERS, resolve_tags: bool = False,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
         self.policy = policy
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.factory = factory
         self.cache = cache
         self.workers = max(1, workers)
@@ -212,38 +221,68 @@ class Evaluator:
 
     # -- planning (no network) --------------------------------------------------------------
 
-    def plan(self, image: str, *, resolve_tags: bool | None = None) -> Plan:
+    def plan(self, image: str, *, resolve_tags: bool | None = None, namespace: str | None = None) -> Plan:
         resolve = self.resolve_tags if resolve_tags is None else resolve_tags
         try:
             ref, name = reference_name(image)
         except Error as e:
-            return Plan(image, None, None, Verdict(image, "deny", e.reason, f"invalid image reference: {e.one_line()}"))
-        selection = self.policy.select(name)
+            return Plan(image, None, None, Verdict(image, "deny", e.reason, f"invalid image reference: {e.one_line()}"),
+                        namespace)
+        scoped = self._scope(image, ref, name, namespace)
+        if scoped is not None:
+            admitted_unchecked = scoped.decision != "error" and scoped.reason != "namespace-excluded"
+            return Plan(image, ref, None, None if resolve and admitted_unchecked and ref.digest is None else scoped,
+                        namespace)
+        selection = self.policy.select(name, namespace)
+        if selection.unresolved:
+            shown_rules = "; ".join(f"rule {m.rule.name!r} (namespaces {', '.join(m.rule.namespaces)})"
+                                    for m in selection.unresolved)
+            return Plan(image, ref, None, Verdict(
+                image, "error", "namespace-unknown", f"which rule decides {name} depends on the namespace, which is "
+                f"not known: {shown_rules}", selection.unresolved[0].rule.name, str(ref)), namespace)
         if selection.chosen is None:
             default = self.policy.default
             message = f"no policy rule matches {name} (default: {default})"
             decision: DecisionKind = "allow" if default == "allow" else "warn" if default == "warn" else "deny"
             verdict = Verdict(image, decision, "no-matching-rule", message, None, str(ref))
-            return Plan(image, ref, None, verdict if not (resolve and verdict.admitted) else None)
+            return Plan(image, ref, None, verdict if not (resolve and verdict.admitted) else None, namespace)
         rule = selection.chosen.rule
         if rule.deny:
             return Plan(image, ref, rule, Verdict(image, "deny", "denied-by-rule", f"rule {rule.name!r} denies "
-                                                  f"{name}", rule.name, str(ref)))
+                                                  f"{name}", rule.name, str(ref)), namespace)
         if rule.require.digest and ref.digest is None:
             verdict = Verdict(image, "deny", "tag-only", f"rule {rule.name!r} requires a digest; {image} names "
                               "only a tag", rule.name, str(ref))
-            return Plan(image, ref, rule, apply_mode(rule, verdict))
+            return Plan(image, ref, rule, apply_mode(rule, verdict), namespace)
         if not rule.require.verifies:
             allowed = Verdict(image, "allow", "allowed-by-rule", f"rule {rule.name!r} admits {name}", rule.name,
                               str(ref), str(ref.digest) if ref.digest else None)
             if ref.digest is not None or not resolve:
-                return Plan(image, ref, rule, allowed)
-        return Plan(image, ref, rule, None)
+                return Plan(image, ref, rule, allowed, namespace)
+        return Plan(image, ref, rule, None, namespace)
+
+    def _scope(self, image: str, ref: Reference, name: str, namespace: str | None) -> Verdict | None:
+        """The verdict when the namespace is excluded or an exception covers the image; else None.
+
+        Excluded namespaces come first (the policy does not act there at all), then exceptions,
+        which outrank every rule, ``deny: true`` included: an exception is a deliberate, dated waiver.
+        """
+        glob = self.policy.excluded(namespace)
+        if glob is not None:
+            return Verdict(image, "allow", "namespace-excluded", f"namespace {namespace!r} is excluded by the policy "
+                           f"(exclude_namespaces {glob!r})", None, str(ref), str(ref.digest) if ref.digest else None)
+        exception = self.policy.exception_for(name, namespace, self.clock())
+        if exception is not None:
+            return Verdict(image, "warn", "policy-exception", f"{name} admitted without checks by "
+                           f"{exception.label()}", None, str(ref), str(ref.digest) if ref.digest else None,
+                           exception=exception.label())
+        return None
 
     # -- verification ------------------------------------------------------------------------
 
-    def evaluate(self, image: str, *, record: bool = True, run: Run | None = None) -> Verdict:
-        plan = self.plan(image)
+    def evaluate(self, image: str, *, record: bool = True, run: Run | None = None,
+                 namespace: str | None = None) -> Verdict:
+        plan = self.plan(image, namespace=namespace)
         return plan.verdict if plan.verdict is not None else self.verify(plan, run or Run(self.factory),
                                                                          record=record)
 
@@ -281,7 +320,7 @@ class Evaluator:
 
     def plan_without_resolution(self, plan: Plan) -> Verdict:
         """The verdict of an admitted-without-checks plan (what :meth:`plan` gives when not resolving tags)."""
-        verdict = self.plan(plan.image, resolve_tags=False).verdict
+        verdict = self.plan(plan.image, resolve_tags=False, namespace=plan.namespace).verdict
         assert verdict is not None
         return verdict
 
@@ -352,13 +391,16 @@ class Evaluator:
             return self._pool
 
     def evaluate_many(self, images: Iterable[str], *, deadline: float | None = None,
-                      record: bool = True, run: Run | None = None) -> dict[str, Verdict]:
+                      record: bool = True, run: Run | None = None, namespace: str | None = None) -> dict[str, Verdict]:
         """Each distinct image once, in parallel; past ``deadline`` (monotonic) unfinished ones are undecided.
+
+        All of ``images`` run in ``namespace`` (one admission request, or one namespace's
+        manifests in a gate run; None: unknown).
 
         Work still running at the deadline is left to finish in the background, so its
         successes still reach the cache and a retry by the API server is fast.
         """
-        plans = {image: self.plan(image) for image in dict.fromkeys(images)}
+        plans = {image: self.plan(image, namespace=namespace) for image in dict.fromkeys(images)}
         verdicts: dict[str, Verdict] = {i: p.verdict for i, p in plans.items() if p.verdict is not None}
         todo = {i: p for i, p in plans.items() if p.verdict is None}
         if not todo:

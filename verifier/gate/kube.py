@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from imgseal.errors import InvalidInputError, UsageError
+from verifier.gate.scope import is_namespace
 from verifier.gate.verdict import Verdict
 
 MAX_MANIFEST_FILE_BYTES: Final = 16 << 20
@@ -49,6 +50,7 @@ class ImageSite:
     kind: str
     name: str
     line: int = 0  # 1-based line in its file, when known
+    namespace: str | None = None  # the object's metadata.namespace, when it says
 
 
 def _escape_pointer(token: str) -> str:
@@ -87,6 +89,11 @@ def _find(obj: Any, prefix: str, where: str, sites: list[ImageSite]) -> None:
         return
     metadata = obj.get("metadata")
     name = str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    if namespace is not None and not (isinstance(namespace, str) and is_namespace(namespace)):
+        # Rules may depend on the namespace: one we cannot read is not one we may ignore.
+        raise InvalidInputError(f"{where}: {kind} {name}: metadata.namespace {namespace!r} is not a namespace name",
+                                reason="invalid-manifest")
     spec: Any = obj
     for step in path:
         spec = spec.get(step) if isinstance(spec, Mapping) else None
@@ -114,7 +121,7 @@ def _find(obj: Any, prefix: str, where: str, sites: list[ImageSite]) -> None:
                 if lc is not None:
                     with contextlib.suppress(KeyError, TypeError, AttributeError):
                         line = int(lc.value("image")[0]) + 1
-            sites.append(ImageSite(image, f"{spec_pointer}/{list_name}/{i}/image", kind, name, line))
+            sites.append(ImageSite(image, f"{spec_pointer}/{list_name}/{i}/image", kind, name, line, namespace))
 
 
 @dataclass
@@ -262,8 +269,12 @@ def pinned_image(image: str, verdict: Verdict) -> str | None:
 _SEQ_INDENT = re.compile(r"^( *)[A-Za-z_][\w.-]*:\s*\n( *)- ", re.MULTILINE)
 
 
-def render_pinned(mf: ManifestFile, verdicts: Mapping[str, Verdict]) -> tuple[str, int]:
-    """The file with admitted tag references pinned (ruamel round-trip: comments kept); and how many changed."""
+def render_pinned(mf: ManifestFile, verdict_of: Callable[[ImageSite], Verdict]) -> tuple[str, int]:
+    """The file with admitted tag references pinned (ruamel round-trip: comments kept); and how many changed.
+
+    ``verdict_of`` gives each site's verdict (the same image may be decided differently in two
+    namespaces).
+    """
     import io
 
     if not mf.round_trip:
@@ -278,7 +289,7 @@ def render_pinned(mf: ManifestFile, verdicts: Mapping[str, Verdict]) -> tuple[st
     changed = 0
     for doc, sites in zip(mf.documents, mf.sites, strict=True):
         for site in sites:
-            new = pinned_image(site.image, verdicts[site.image])
+            new = pinned_image(site.image, verdict_of(site))
             if new is None:
                 continue
             container, key = _resolve_pointer(doc, site.pointer)

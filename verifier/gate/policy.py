@@ -8,27 +8,32 @@ Model (docs/policy.md has the user's view; :mod:`verifier.gate.policy_file` read
     rules:
       - name: NAME
         match: [GLOB, ...]
+        namespaces: [GLOB, ...]           # optional: only reviews in these namespaces
         mode: enforce | warn
         on_error: deny | allow            # when the answer cannot be had (registry down, timeout)
         allow: true | deny: true | require: {digest, signatures, keyless, attestations, notation}
         # notation: {trust_policy: FILE, trust_store: DIR}  (paths relative to the policy file)
+    exclude_namespaces: [GLOB, ...]       # admitted without checks (:mod:`verifier.gate.scope`)
+    exceptions: [{images, namespaces, until, reason}, ...]
 
 Matching follows containers-policy.json and Connaisseur: the **most specific** matching rule
 alone decides (REFERENCE.md §7), unlike Kyverno / policy-controller where every matching rule
 must pass. Specificity is compared by :func:`Specificity` (exact name > longer literal prefix
-> fewer wildcards > fewer ``**`` > more literal characters); two rules with an identical
-pattern are an error (refused when the file is read), so no tie is ever left to file order by
-accident.
+> fewer wildcards > fewer ``**`` > more literal characters), then by namespace: a rule with
+``namespaces`` beats the same image pattern without (and an exact namespace beats a glob, by
+the same steps). Two rules with an identical pattern and overlapping namespace lists are an
+error (refused when the file is read), so no tie is ever left to file order by accident.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -36,6 +41,7 @@ from imgseal.errors import UsageError
 from imgseal.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from keys import PublicKey
 from verifier.attestation_checks import WhereCondition
+from verifier.gate.scope import PolicyException, first_match, namespace_matches
 
 if TYPE_CHECKING:
     from verifier.notation.trust_policy import TrustPolicyDocument
@@ -153,6 +159,8 @@ class Rule:
     deny: bool = False
     require: Requirements = field(default_factory=Requirements)
     trusted_root: Path | None = None
+    namespaces: tuple[str, ...] = ()
+    """Namespace globs (:mod:`verifier.gate.scope`); empty: every namespace."""
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -170,9 +178,18 @@ class Policy:
     rules: tuple[Rule, ...]
     trusted_root: Path | None = None
 
-    def select(self, name: str) -> Selection:
-        """The rule for the normalised name ``registry/repository`` and every other rule that matched."""
+    exclude_namespaces: tuple[str, ...] = ()
+    exceptions: tuple[PolicyException, ...] = ()
+
+    def select(self, name: str, namespace: str | None = None) -> Selection:
+        """The rule for the normalised name ``registry/repository`` in ``namespace``, and every other match.
+
+        ``namespace`` None means unknown (a manifest without one): rules with ``namespaces`` then
+        never apply, and those that would outrank the chosen rule in some namespace are listed
+        in :attr:`Selection.unresolved`, since the decision then depends on where it runs.
+        """
         matches: list[RuleMatch] = []
+        namespaced: list[RuleMatch] = []
         for rule in self.rules:
             best: RuleMatch | None = None
             for pattern in rule.match:
@@ -180,12 +197,37 @@ class Policy:
                     candidate = RuleMatch(rule, pattern, Specificity.of(pattern))
                     if best is None or candidate.specificity > best.specificity:
                         best = candidate
-            if best is not None:
+            if best is None:
+                continue
+            if not rule.namespaces:
                 matches.append(best)
-        # Stable sort: equal specificity keeps file order; load_policy refuses identical patterns,
-        # so only genuinely different patterns of equal rank (documented) fall back to order.
-        matches.sort(key=lambda m: m.specificity, reverse=True)
-        return Selection(name, matches[0] if matches else None, tuple(matches[1:]))
+            elif namespace is None:
+                namespaced.append(best)
+            else:
+                globs = [g for g in rule.namespaces if namespace_matches(g, namespace)]
+                if globs:
+                    glob = max(globs, key=lambda g: Specificity.of(g)._key())
+                    matches.append(replace(best, namespace_glob=glob, namespace_specificity=Specificity.of(glob)))
+        # Stable sort: equal rank keeps file order; load_policy refuses identical patterns with
+        # overlapping namespaces, so only genuinely different patterns of equal rank (documented)
+        # fall back to order.
+        matches.sort(key=lambda m: m.rank, reverse=True)
+        chosen = matches[0] if matches else None
+        unresolved = tuple(m for m in namespaced
+                           if chosen is None or m.specificity._key() >= chosen.specificity._key())
+        return Selection(name, chosen, tuple(matches[1:]), namespace, unresolved)
+
+    def excluded(self, namespace: str | None) -> str | None:
+        """The ``exclude_namespaces`` glob that ``namespace`` matches, if any."""
+        return first_match(self.exclude_namespaces, namespace)
+
+    def exception_for(self, name: str, namespace: str | None, now: dt.datetime) -> PolicyException | None:
+        """The first unexpired exception covering this image name in this namespace."""
+        for exception in self.exceptions:
+            if (exception.active(now) and exception.covers_namespace(namespace)
+                    and any(glob_matches(p, name) for p in exception.images)):
+                return exception
+        return None
 
 
 @dataclass(frozen=True)
@@ -223,11 +265,29 @@ class Specificity:
                 f" ({-self.fewer_globstars} '**')")
 
 
+_NO_NAMESPACE: Final = (False, False, 0, 0, 0, 0)
+
+
 @dataclass(frozen=True)
 class RuleMatch:
     rule: Rule
     pattern: str
     specificity: Specificity
+    namespace_glob: str | None = None  # the rule's namespace glob that matched, for rules with namespaces
+    namespace_specificity: Specificity | None = None
+
+    @property
+    def rank(self) -> tuple[tuple[bool, int, int, int, int], tuple[bool, bool, int, int, int, int]]:
+        """Image pattern first; then a namespaced rule over none, then the more specific namespace glob."""
+        ns = _NO_NAMESPACE if self.namespace_specificity is None else (True, *self.namespace_specificity._key())
+        return self.specificity._key(), ns
+
+    def describe(self) -> str:
+        text = f"pattern {self.pattern!r} ({self.specificity.describe()})"
+        if self.namespace_glob is not None and self.namespace_specificity is not None:
+            ns = "exact" if self.namespace_specificity.exact else "glob"
+            text += f", namespace {self.namespace_glob!r} ({ns})"
+        return text
 
 
 @dataclass(frozen=True)
@@ -235,6 +295,9 @@ class Selection:
     name: str
     chosen: RuleMatch | None
     also_matched: tuple[RuleMatch, ...]
+    namespace: str | None = None
+    unresolved: tuple[RuleMatch, ...] = ()
+    """With an unknown namespace: namespaced rules that would outrank ``chosen`` somewhere."""
 
 
 # --- globs ----------------------------------------------------------------------------------
@@ -373,3 +436,7 @@ def describe_rule(rule: Rule) -> Iterator[str]:
         yield (f"notation: a Notary Project signature under trust policy {req.notation.trust_policy} "
                f"and trust store {req.notation.trust_store}")
     yield f"mode: {rule.mode}; on_error: {rule.on_error}"
+
+
+def describe_scope(rule: Rule) -> str:
+    return f"namespaces: {', '.join(rule.namespaces)}" if rule.namespaces else "namespaces: every namespace"

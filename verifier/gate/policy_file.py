@@ -9,6 +9,7 @@ into an allow.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from verifier.gate.policy import (
     SignatureRequirement,
     normalise_glob,
 )
+from verifier.gate.scope import PolicyException, normalise_namespace_glob, parse_until
 
 MAX_POLICY_BYTES: Final = 1 << 20
 
@@ -107,8 +109,11 @@ def parse_policy(data: bytes, *, source: str = "<policy>", base: Path | None = N
     return policy
 
 
-_POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"})
-_RULE_KEYS: Final = frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"})
+_POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"}) | frozenset(
+    {"exclude_namespaces", "exceptions"})
+_RULE_KEYS: Final = frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"}) | {
+    "namespaces"}
+_EXCEPTION_KEYS: Final = frozenset({"images", "namespaces", "until", "reason"})
 _REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation"})
 _NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
 #: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
@@ -132,7 +137,9 @@ class _Reader:
         self.base = base
         self.issues: list[PolicyIssue] = []
         self._inline = 0
-        self._patterns: dict[str, tuple[str, int]] = {}  # normalised pattern -> (rule label, line)
+        # (normalised pattern, namespace glob or "") -> (rule label, line): two rules may share a
+        # pattern only for different namespaces, or which one applies would be ambiguous.
+        self._patterns: dict[tuple[str, str], tuple[str, int]] = {}
 
     def issue(self, line: int, message: str) -> None:
         self.issues.append(PolicyIssue(line, message))
@@ -223,7 +230,81 @@ class _Reader:
                     self.issue(rule.line, f"rule name {rule.name!r} already used on line {seen_names[rule.name]}")
                 seen_names.setdefault(rule.name, rule.line)
                 rules.append(rule)
-        return Policy(source, default, tuple(rules), trusted_root)
+        exclude = (self.namespace_globs(top["exclude_namespaces"], "exclude_namespaces")
+                   if "exclude_namespaces" in top else ())
+        exceptions = self.exceptions(top["exceptions"]) if "exceptions" in top else ()
+        return Policy(source, default, tuple(rules), trusted_root, exclude or (), exceptions)
+
+    def namespace_globs(self, node: yaml.Node, what: str) -> tuple[str, ...] | None:
+        globs: list[str] = []
+        for gnode in self.sequence(node, what) or []:
+            text = self.string(gnode, f"{what} entry")
+            if text is None:
+                continue
+            try:
+                glob = normalise_namespace_glob(text)
+            except UsageError as e:
+                self.issue(_line(gnode), f"{what}: {e.message}")
+                continue
+            if glob in globs:
+                self.issue(_line(gnode), f"{what}: namespace {text!r} listed twice")
+                continue
+            globs.append(glob)
+        return tuple(globs) if globs else None
+
+    def image_globs(self, node: yaml.Node, what: str) -> tuple[str, ...] | None:
+        globs: list[str] = []
+        for pnode in self.sequence(node, what) or []:
+            text = self.string(pnode, f"{what} entry")
+            if text is None:
+                continue
+            try:
+                globs.append(normalise_glob(text))
+            except UsageError as e:
+                self.issue(_line(pnode), f"{what}: bad pattern: {e.message}")
+        return tuple(globs) if globs else None
+
+    def exceptions(self, node: yaml.Node) -> tuple[PolicyException, ...]:
+        """``exceptions: [{images, namespaces, until, reason}]``: every field checked, dates included."""
+        if isinstance(node, yaml.SequenceNode) and not node.value:
+            return ()
+        out: list[PolicyException] = []
+        for number, enode in enumerate(self.sequence(node, "exceptions") or [], start=1):
+            label = f"exception #{number}"
+            fields = self.mapping(enode, label, _EXCEPTION_KEYS)
+            if fields is None:
+                continue
+            missing = [k for k in ("images", "until", "reason") if k not in fields]
+            if missing:
+                self.issue(_line(enode), f"{label}: missing {' and '.join(repr(k) for k in missing)} "
+                                         "(an exception names its images, when it ends and why)")
+            images = self.image_globs(fields["images"], f"{label} images") if "images" in fields else None
+            namespaces = (self.namespace_globs(fields["namespaces"], f"{label} namespaces")
+                          if "namespaces" in fields else ())
+            reason = self.string(fields["reason"], f"{label} reason") if "reason" in fields else None
+            until = self.until(fields["until"], label) if "until" in fields else None
+            if images is None or namespaces is None or reason is None or until is None:
+                continue
+            out.append(PolicyException(number, _line(enode), images, namespaces, until[0], until[1], reason))
+        return tuple(out)
+
+    def until(self, node: yaml.Node, label: str) -> tuple[dt.datetime, str] | None:
+        value: object = None
+        if isinstance(node, yaml.ScalarNode) and node.tag in ("tag:yaml.org,2002:timestamp",
+                                                              "tag:yaml.org,2002:str"):
+            try:
+                value = yaml.SafeLoader("").construct_object(node)
+            except (ValueError, yaml.YAMLError):
+                value = node.value  # e.g. 2026-02-30: YAML's pattern, not a real date
+        elif isinstance(node, yaml.ScalarNode):
+            value = node.value
+        else:
+            value = type(node).__name__
+        try:
+            return parse_until(value)
+        except UsageError as e:
+            self.issue(_line(node), f"{label}: {e.message}")
+            return None
 
     def rule(self, node: yaml.Node, index: int) -> Rule | None:
         fields = self.mapping(node, f"rule #{index + 1}", _RULE_KEYS)
@@ -234,6 +315,8 @@ class _Reader:
         if "name" not in fields:
             self.issue(line, f"rule #{index + 1} has no name")
         label = f"rule {name!r}" if name else f"rule #{index + 1}"
+        namespaces = (self.namespace_globs(fields["namespaces"], f"{label} namespaces")
+                      if "namespaces" in fields else ())
         patterns: list[str] = []
         if "match" not in fields:
             self.issue(line, f"{label} has no 'match' list")
@@ -250,12 +333,14 @@ class _Reader:
                 if normal in patterns:
                     self.issue(_line(pnode), f"{label}: pattern {text!r} listed twice")
                     continue
-                if normal in self._patterns:
-                    other, other_line = self._patterns[normal]
-                    self.issue(_line(pnode), f"{label}: pattern {text!r} is also in {other} (line {other_line}); "
-                                             "which rule applies would be ambiguous")
-                else:
-                    self._patterns[normal] = (label, _line(pnode))
+                for glob in namespaces or ("",):
+                    if (normal, glob) in self._patterns:
+                        other, other_line = self._patterns[normal, glob]
+                        where = f" for namespace {glob!r}" if glob else ""
+                        self.issue(_line(pnode), f"{label}: pattern {text!r} is also in {other} (line {other_line})"
+                                                 f"{where}; which rule applies would be ambiguous")
+                        break
+                    self._patterns[normal, glob] = (label, _line(pnode))
                 patterns.append(normal)
         mode = self.choice(fields["mode"], f"{label} mode", ("enforce", "warn")) if "mode" in fields else "enforce"
         on_error = (self.choice(fields["on_error"], f"{label} on_error", ("deny", "allow"))
@@ -272,10 +357,11 @@ class _Reader:
                 fields["require"]):
             self.issue(_line(fields["require"]), f"{label}: 'require' lists nothing to check; "
                                                  "write 'allow: true' to admit without checks")
-        if name is None or not patterns or mode is None or on_error is None or len(verdicts) != 1:
+        if (name is None or not patterns or mode is None or on_error is None or len(verdicts) != 1
+                or namespaces is None):
             return None
         return Rule(name, tuple(patterns), line, mode, on_error, bool(allow), bool(deny),  # type: ignore[arg-type]
-                    require or Requirements(), trusted_root)
+                    require or Requirements(), trusted_root, namespaces=namespaces)
 
     @staticmethod
     def _requires_nothing(node: yaml.Node) -> bool:

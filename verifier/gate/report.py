@@ -6,15 +6,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from imgseal.errors import UsageError
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.kube import ImageSite, ManifestFile
 from verifier.gate.verdict import Verdict
+
+#: A decision is per image and namespace: the same image may be decided differently in two.
+DecisionKey = tuple[str | None, str]
 
 
 @dataclass
 class GateReport:
     files: list[ManifestFile]
-    verdicts: dict[str, Verdict]
+    verdicts: dict[DecisionKey, Verdict]  # (namespace or None, image) -> verdict
+    namespace: str | None = None  # --namespace: for objects that do not say
+
+    def namespace_of(self, site: ImageSite) -> str | None:
+        return site.namespace or self.namespace
+
+    def verdict_of(self, site: ImageSite) -> Verdict:
+        return self.verdicts[self.namespace_of(site), site.image]
 
     def uses(self) -> Iterator[tuple[ManifestFile, int, ImageSite]]:
         for mf in self.files:
@@ -33,25 +44,43 @@ class GateReport:
         return 0
 
 
-def run_gate(files: list[ManifestFile], evaluator: Evaluator) -> GateReport:
-    images = [site.image for mf in files for sites in mf.sites for site in sites]
-    return GateReport(files, evaluator.evaluate_many(images))
+def run_gate(files: list[ManifestFile], evaluator: Evaluator, *, namespace: str | None = None) -> GateReport:
+    """Decide every image of ``files``, each distinct (namespace, image) once.
+
+    An object's ``metadata.namespace`` is where it runs; ``namespace`` (``gate --namespace``)
+    covers objects without one. An object naming another namespace than ``namespace`` is an
+    error, as ``kubectl apply --namespace`` refuses it.
+    """
+    report = GateReport(files, {}, namespace)
+    by_namespace: dict[str | None, list[str]] = {}
+    for mf in files:
+        for doc_index, sites in enumerate(mf.sites):
+            for site in sites:
+                if namespace is not None and site.namespace not in (None, namespace):
+                    raise UsageError(f"{mf.path} document {doc_index + 1}: {site.kind} {site.name} is in namespace "
+                                     f"{site.namespace!r}, not --namespace {namespace!r} (kubectl refuses that too)")
+                by_namespace.setdefault(report.namespace_of(site), []).append(site.image)
+    for ns, images in by_namespace.items():
+        for image, verdict in evaluator.evaluate_many(images, namespace=ns).items():
+            report.verdicts[ns, image] = verdict
+    return report
 
 
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 def report_json(report: GateReport) -> dict[str, Any]:
-    locations: dict[str, list[dict[str, Any]]] = {}
+    locations: dict[DecisionKey, list[dict[str, Any]]] = {}
     for mf, doc_index, site in report.uses():
-        locations.setdefault(site.image, []).append(
+        locations.setdefault((report.namespace_of(site), site.image), []).append(
             {"file": mf.path, "line": site.line or None, "document": doc_index + 1, "path": site.pointer,
              "kind": site.kind, "name": site.name})
     results = []
-    for image, v in report.verdicts.items():
-        results.append({"image": image, "decision": v.decision, "admitted": v.admitted, "reason": v.reason,
-                        "message": v.message, "rule": v.rule, "reference": v.reference, "digest": v.digest,
-                        "cached": v.cached, "locations": locations.get(image, [])})
+    for (namespace, image), v in report.verdicts.items():
+        results.append({"image": image, "namespace": namespace, "decision": v.decision, "admitted": v.admitted,
+                        "reason": v.reason, "message": v.message, "rule": v.rule, "reference": v.reference,
+                        "digest": v.digest, "cached": v.cached, "exception": v.exception,
+                        "locations": locations.get((namespace, image), [])})
     return {"ok": report.exit_code == 0, "exitCode": report.exit_code, "images": len(results), "results": results}
 
 
@@ -63,7 +92,7 @@ def report_sarif(report: GateReport) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     rule_ids: dict[str, str] = {}
     for mf, _, site in report.uses():
-        v = report.verdicts[site.image]
+        v = report.verdict_of(site)
         rule_ids.setdefault(v.reason, v.decision)
         region = {"startLine": site.line} if site.line else {}
         location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": mf.path if mf.path != "-"
@@ -74,7 +103,7 @@ def report_sarif(report: GateReport) -> dict[str, Any]:
                         "message": {"text": f"{site.kind} {site.name} {site.pointer}: {v.message}"},
                         "locations": [location],
                         "properties": {"image": site.image, "decision": v.decision, "digest": v.digest,
-                                       "policyRule": v.rule}})
+                                       "policyRule": v.rule, "namespace": report.namespace_of(site)}})
     rules = [{"id": rid, "shortDescription": {"text": f"image {decision}: {rid}"}} for rid, decision in
              sorted(rule_ids.items())]
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0",

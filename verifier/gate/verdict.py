@@ -32,6 +32,7 @@ class Verdict:
     reference: str | None = None
     digest: str | None = None
     cached: bool = False
+    exception: str | None = None  # the policy exception that admitted it (logged by the webhook)
 
     @property
     def admitted(self) -> bool:
@@ -46,6 +47,7 @@ class Plan:
     ref: Reference | None
     rule: Rule | None
     verdict: Verdict | None  # already decided without the registry
+    namespace: str | None = None  # where it would run (None: unknown)
 
 
 class CheckFailed(VerificationError):

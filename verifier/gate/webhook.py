@@ -75,7 +75,14 @@ def decide(request: Mapping[str, Any], evaluator: Evaluator, *, mutate: bool, de
     if not sites:
         return review_response(uid, True)
     dry_run = bool(request.get("dryRun"))
-    verdicts = evaluator.evaluate_many([s.image for s in sites], deadline=deadline, record=not dry_run)
+    # The review's namespace selects namespaced rules and exceptions; absent (never, for Pods and
+    # workloads, which are namespaced), namespace-dependent images are undecided and so denied.
+    namespace = request.get("namespace") if isinstance(request.get("namespace"), str) else None
+    verdicts = evaluator.evaluate_many([s.image for s in sites], deadline=deadline, record=not dry_run,
+                                       namespace=namespace or None)
+    for v in verdicts.values():
+        if v.exception is not None:  # a waiver in use is something an auditor must be able to find
+            log("exception", uid=uid, namespace=namespace, image=v.image, exception=v.exception)
     denied = [v for v in verdicts.values() if not v.admitted]
     warnings = [f"imgseal: {v.message}" for v in verdicts.values() if v.decision == "warn"]
     if denied:

@@ -356,7 +356,7 @@ def test_gate_fast_reader_lines_and_duplicate_keys(tmp_path: Path) -> None:
     # Rendering (for --pin) re-reads in round-trip form: comments survive.
     digest = "sha256:" + "a" * 64
     verdict = Verdict(site.image, "allow", "verified", "ok", "r", site.image, digest)
-    rendered, changed = render_pinned(mf, {site.image: verdict})
+    rendered, changed = render_pinned(mf, lambda _site: verdict)
     assert changed == 1 and rendered.startswith("# comment\n")
     assert f"image: registry.example.com/app:v1@{digest}" in rendered
     # A second 'image' key: the API server might see the other one, so the file is refused.
