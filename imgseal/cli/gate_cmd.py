@@ -156,12 +156,12 @@ def gate(
 ) -> None:
     """Verify every image in Kubernetes manifests against a policy, each distinct image once.
 
-    Each object is decided in its metadata.namespace, else in --namespace; when neither says
-    and a rule with 'namespaces' could decide, the image is undecidable (exit 3).
-
     Finds images in Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob (containers,
     initContainers, ephemeralContainers) and Lists. Exit codes: 0 all admitted; 1 any denied;
     2 bad input; 3 could not decide.
+
+    Each object is decided in its metadata.namespace, else in --namespace; when neither says
+    and a rule with 'namespaces' could decide, the image is undecidable (exit 3).
     """
 
     def run() -> int:

@@ -200,8 +200,10 @@ def test_webhook_decides_in_the_reviews_namespace(hook) -> None:
     assert system["allowed"] is True
 
 
-def test_webhook_without_a_namespace_denies_namespace_dependent_images(hook) -> None:
-    resp = post(hook, "/validate", in_namespace(review(pod(f"{hook['host']}/ns/signed:v1"), kind="Pod"), None))
+@pytest.mark.parametrize("namespace", [None, "", "Prod", "prod/x", 7, ["prod"]])
+def test_webhook_without_a_usable_namespace_denies_namespace_dependent_images(hook, namespace: Any) -> None:
+    body = in_namespace(review(pod(f"{hook['host']}/ns/signed@{hook['signed'].digest}"), kind="Pod"), namespace)
+    resp = post(hook, "/validate", body)
     assert resp["allowed"] is False
     assert "depends on the namespace, which is not known" in resp["status"]["message"]
 

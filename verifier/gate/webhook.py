@@ -34,6 +34,7 @@ from starlette.routing import Route
 from imgseal.errors import Error
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.kube import ImageSite, find_images, pinned_image
+from verifier.gate.scope import is_namespace
 from verifier.gate.verdict import Verdict
 
 MAX_REVIEW_BYTES: Final = 3 << 20  # etcd's object limit is 1.5 MiB; an AdmissionReview carries two objects
@@ -75,11 +76,13 @@ def decide(request: Mapping[str, Any], evaluator: Evaluator, *, mutate: bool, de
     if not sites:
         return review_response(uid, True)
     dry_run = bool(request.get("dryRun"))
-    # The review's namespace selects namespaced rules and exceptions; absent (never, for Pods and
-    # workloads, which are namespaced), namespace-dependent images are undecided and so denied.
-    namespace = request.get("namespace") if isinstance(request.get("namespace"), str) else None
+    # The review's namespace selects namespaced rules and exceptions; absent or not a namespace
+    # name (never, from an API server: Pods and workloads are namespaced), namespace-dependent
+    # images are undecided and so denied.
+    given = request.get("namespace")
+    namespace = given if isinstance(given, str) and is_namespace(given) else None
     verdicts = evaluator.evaluate_many([s.image for s in sites], deadline=deadline, record=not dry_run,
-                                       namespace=namespace or None)
+                                       namespace=namespace)
     for v in verdicts.values():
         if v.exception is not None:  # a waiver in use is something an auditor must be able to find
             log("exception", uid=uid, namespace=namespace, image=v.image, exception=v.exception)
