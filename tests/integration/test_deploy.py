@@ -350,6 +350,12 @@ def test_the_shipped_policy_loads_once_its_key_is_supplied(built: list[Doc], tmp
     make_key(tmp_path, "team")  # overwrites team.pub with a real public key
     policy = load_policy(tmp_path / "policy.yaml")
     assert [r.name for r in policy.rules] == ["ours", "system"]
+    # The namespaces the webhook configurations skip by name are skipped by the policy too.
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        for hook in one(built, kind)["webhooks"]:
+            for expression in hook["namespaceSelector"]["matchExpressions"]:
+                if expression["key"] == "kubernetes.io/metadata.name":
+                    assert all(policy.excluded(ns) for ns in expression["values"])
 
 
 def test_an_overlay_can_build_on_the_base(tmp_path: Path) -> None:

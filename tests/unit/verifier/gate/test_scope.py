@@ -9,10 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imgseal.store import StoreFactory
 from verifier.gate.evaluator import Evaluator
-from verifier.gate.policy import Policy
+from verifier.gate.policy import Policy, Rule
 from verifier.gate.policy_file import PolicyError, load_policy
 from verifier.gate.scope import namespace_matches, parse_until
 
@@ -271,3 +273,37 @@ def test_policy_explain_with_and_without_namespace(tmp_path: Path, cli) -> None:
     assert "excluded:   namespace 'kube-public' matches exclude_namespaces 'kube-*'" in r.stdout
     r = cli("policy", "explain", str(path), "a.io/team/web:v1", "--namespace", "Prod")
     assert r.code == 2 and "'Prod' is not a namespace name" in r.stderr
+
+
+# -- the ranking, as a property ------------------------------------------------------------------
+
+PATTERNS = ["a.io/**", "a.io/team/**", "a.io/team/*", "a.io/team/app", "**", "*/team/app"]
+NAMESPACE_GLOBS = ["prod", "prod-*", "*-prod", "*", "team-a", "team-*"]
+NAMES = ["a.io/team/app", "a.io/team/web", "a.io/other", "b.io/team/app"]
+
+
+def witness(glob: str) -> str:
+    """A namespace the glob matches."""
+    return glob.replace("*", "x")
+
+
+@given(st.lists(st.tuples(st.sampled_from(PATTERNS), st.lists(st.sampled_from(NAMESPACE_GLOBS), max_size=2,
+                                                                unique=True)), min_size=1, max_size=6),
+       st.sampled_from(NAMES))
+def test_an_unknown_namespace_is_undecided_exactly_when_some_namespace_would_change_the_rule(
+        specs: list[tuple[str, list[str]]], name: str) -> None:
+    rules = tuple(Rule(f"r{i}", (pattern,), i + 1, allow=True, namespaces=tuple(globs))
+                  for i, (pattern, globs) in enumerate(specs))
+    policy = Policy("<test>", "deny", rules)
+    unknown = policy.select(name, None)
+    without = unknown.chosen.rule.name if unknown.chosen else None
+    candidates = {witness(g) for g in NAMESPACE_GLOBS} | {"elsewhere"}
+    chosen_in = {ns: (c.rule.name if (c := policy.select(name, ns).chosen) else None) for ns in candidates}
+    for ns, chosen in chosen_in.items():
+        sel = policy.select(name, ns)
+        # The chosen rule is a maximum of everything that matched, by rank.
+        assert all(sel.chosen is not None and sel.chosen.rank >= m.rank for m in sel.also_matched)
+        if not unknown.unresolved:
+            assert chosen == without, (ns, specs)
+    for m in unknown.unresolved:
+        assert any(chosen_in[witness(g)] != without for g in m.rule.namespaces), (m.rule.name, specs)
