@@ -3,6 +3,7 @@ and the admission webhook over HTTPS, against the real registry with real signat
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -218,3 +219,8 @@ def test_webhook_exception_admits_with_a_warning_and_a_log_record(hook, capfd) -
     (record,) = [r for r in records if r["event"] == "exception"]
     assert (record["uid"], record["namespace"], record["image"]) == ("exc-1", "legacy", bad)
     assert record["exception"].startswith("exception #1 (line ")
+    # /mutate pins the excepted tag like any admitted one, so the kubelet runs what was admitted.
+    resp = post(hook, "/mutate", in_namespace(review(pod(bad), kind="Pod", uid="exc-2"), "legacy"))
+    assert resp["allowed"] is True and resp["warnings"]
+    assert json.loads(base64.b64decode(resp["patch"])) == [
+        {"op": "replace", "path": "/spec/containers/0/image", "value": f"{bad}@{hook['unsigned'].digest}"}]

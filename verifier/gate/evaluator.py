@@ -230,9 +230,10 @@ class Evaluator:
                         namespace)
         scoped = self._scope(image, ref, name, namespace)
         if scoped is not None:
-            admitted_unchecked = scoped.decision != "error" and scoped.reason != "namespace-excluded"
-            return Plan(image, ref, None, None if resolve and admitted_unchecked and ref.digest is None else scoped,
-                        namespace)
+            # An exception admits like 'allow: true' (a tag is resolved for pinning when asked); an
+            # excluded namespace is left alone entirely.
+            pin = resolve and scoped.reason == "policy-exception" and ref.digest is None
+            return Plan(image, ref, None, None if pin else scoped, namespace)
         selection = self.policy.select(name, namespace)
         if selection.unresolved:
             shown_rules = "; ".join(f"rule {m.rule.name!r} (namespaces {', '.join(m.rule.namespaces)})"

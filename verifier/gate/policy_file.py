@@ -109,11 +109,13 @@ def parse_policy(data: bytes, *, source: str = "<policy>", base: Path | None = N
     return policy
 
 
-_POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"}) | frozenset(
-    {"exclude_namespaces", "exceptions"})
-_RULE_KEYS: Final = frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"}) | {
-    "namespaces"}
+# Where the policy applies (verifier.gate.scope): kept apart so each concern's keys read as one set.
+_SCOPE_POLICY_KEYS: Final = frozenset({"exclude_namespaces", "exceptions"})
+_SCOPE_RULE_KEYS: Final = frozenset({"namespaces"})
 _EXCEPTION_KEYS: Final = frozenset({"images", "namespaces", "until", "reason"})
+_POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"}) | _SCOPE_POLICY_KEYS
+_RULE_KEYS: Final = (frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"})
+                     | _SCOPE_RULE_KEYS)
 _REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation"})
 _NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
 #: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
@@ -233,7 +235,8 @@ class _Reader:
         exclude = (self.namespace_globs(top["exclude_namespaces"], "exclude_namespaces")
                    if "exclude_namespaces" in top else ())
         exceptions = self.exceptions(top["exceptions"]) if "exceptions" in top else ()
-        return Policy(source, default, tuple(rules), trusted_root, exclude or (), exceptions)
+        return Policy(source, default, tuple(rules), trusted_root, exclude_namespaces=exclude or (),
+                      exceptions=exceptions)
 
     def namespace_globs(self, node: yaml.Node, what: str) -> tuple[str, ...] | None:
         globs: list[str] = []
