@@ -132,7 +132,8 @@ def test_gate_without_any_namespace_is_undecided_where_the_namespace_matters(cli
     r = gate(cli, scoped, tmp_path, deployment(None, f"{scoped['host']}/ns/signed:v1"), "-o", "json")
     assert r.code == 3, r.stdout + r.stderr
     (result,) = results(r).values()
-    assert (result["namespace"], result["decision"], result["reason"]) == (None, "error", "namespace-unknown")
+    assert (result["namespace"], result["decision"], result["reason"], result["rule"]) == \
+        (None, "error", "namespace-unknown", None)  # no rule decided it
     assert "'ours-dev' (namespaces dev-*)" in result["message"] and "'ours-prod'" in result["message"]
     r = gate(cli, scoped, tmp_path, deployment(None, "quay.io/elsewhere/x:v1"), "-o", "json")
     assert r.code == 1 and results(r)[None, "quay.io/elsewhere/x:v1"]["reason"] == "no-matching-rule"

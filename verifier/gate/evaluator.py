@@ -240,7 +240,7 @@ class Evaluator:
                                     for m in selection.unresolved)
             return Plan(image, ref, None, Verdict(
                 image, "error", "namespace-unknown", f"which rule decides {name} depends on the namespace, which is "
-                f"not known: {shown_rules}", selection.unresolved[0].rule.name, str(ref)), namespace)
+                f"not known: {shown_rules}", None, str(ref)), namespace)
         if selection.chosen is None:
             default = self.policy.default
             message = f"no policy rule matches {name} (default: {default})"
