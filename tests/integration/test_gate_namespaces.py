@@ -225,3 +225,14 @@ def test_webhook_exception_admits_with_a_warning_and_a_log_record(hook, capfd) -
     assert resp["allowed"] is True and resp["warnings"]
     assert json.loads(base64.b64decode(resp["patch"])) == [
         {"op": "replace", "path": "/spec/containers/0/image", "value": f"{bad}@{hook['unsigned'].digest}"}]
+
+
+def test_gate_pin_uses_each_objects_own_decision(cli, scoped, tmp_path: Path) -> None:
+    # The same tag: admitted in dev-1 (pinned), denied in web (left as written, exit 1).
+    bad = f"{scoped['host']}/ns/unsigned:v1"
+    r = gate(cli, scoped, tmp_path, deployment("dev-1", bad, name="a") + "---\n" + deployment("web", bad, name="b"),
+             "--pin")
+    assert r.code == 1, r.stderr
+    first, second = r.stdout.split("---\n")
+    assert f'image: "{bad}@{scoped["unsigned"].digest}"' in first
+    assert f'image: "{bad}"' in second and "@sha256" not in second
