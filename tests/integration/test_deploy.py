@@ -3,15 +3,16 @@ pieces agree with one another and with the CLI (names, ports, paths, RBAC, webho
 
 The build is the real one, ``kubectl kustomize`` (kubectl ≥ 1.21: kustomize v4+), or, where no
 such kubectl is installed (Debian ships 1.20), tests/integration/kustomize_lite.py, checked
-against kubectl wherever both exist. The
-Kubernetes objects are checked against the JSON schemas kubernetes-validate ships, in strict
-mode (unknown fields are errors), for the oldest and the newest Kubernetes it knows; the
-cert-manager objects against cert-manager's own CRD schemas (tests/data/cert-manager).
+against kubectl wherever both exist. The Kubernetes objects are checked against the JSON
+schemas kubernetes-validate ships, in strict mode (unknown fields are errors), for the oldest
+and the newest Kubernetes it knows; the cert-manager objects against cert-manager's own CRD
+schemas (tests/data/cert-manager).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -46,6 +47,7 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWeb
 Doc = dict[str, Any]
 
 
+@functools.cache
 def modern_kubectl() -> str | None:
     """kubectl with kustomize ≥ v4 (v2, inside kubectl < 1.21, namespaces cluster-scoped objects)."""
     kubectl = shutil.which("kubectl")
