@@ -16,6 +16,7 @@ from imgseal.errors import Error, UsageError
 if TYPE_CHECKING:
     from imgseal.reference import LayoutReference, Reference
     from imgseal.store import StoreFactory
+    from imgseal.store.base import Store
 
 T = TypeVar("T")
 
@@ -77,6 +78,14 @@ InsecureOption = Annotated[
     ),
 ]
 OutputOption = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")]
+AttachmentsRepoOption = Annotated[
+    str | None,
+    typer.Option(
+        "--attachments-repo", metavar="REPO",
+        help="Keep signatures and attestations in REPO (registry/path, any registry) instead of beside the image, "
+             "as cosign's COSIGN_REPOSITORY does (also read from IMGSEAL_ATTACHMENTS_REPO, then COSIGN_REPOSITORY).",
+    ),
+]
 
 
 def store_factory(ca_file: Path | None, insecure: list[str] | None) -> StoreFactory:
@@ -88,6 +97,16 @@ def store_factory(ca_file: Path | None, insecure: list[str] | None) -> StoreFact
         raise UsageError(f"--ca-file {ca_file}: no such file")
     hosts = insecure_from_env() | frozenset(insecure or [])
     return StoreFactory(RegistryOptions(ca_file=ca_file, insecure_registries=hosts))
+
+
+def open_with_attachments(factory: StoreFactory, ref: Reference | LayoutReference,
+                          attachments_repo: str | None) -> tuple[Store, Store]:
+    """The image's store and the store its attachments live in (the same one unless --attachments-repo)."""
+    from imgseal.attachments_repo import attachment_store, attachments_repository
+
+    repository = attachments_repository(attachments_repo)  # a bad value is a usage error before any network
+    image_store = factory.open(ref)
+    return image_store, attachment_store(factory, image_store, repository)
 
 
 def parse_ref(text: str, *, default_tag: str | None = "latest") -> Reference | LayoutReference:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from imgseal.cli._common import (
+    AttachmentsRepoOption,
     CaFileOption,
     InsecureOption,
     OutputFormat,
@@ -14,6 +15,7 @@ from imgseal.cli._common import (
     emit_json,
     err,
     guarded,
+    open_with_attachments,
     out,
     parse_ref,
     store_factory,
@@ -28,6 +30,7 @@ def register(app: typer.Typer) -> None:
 
 def tree(
     reference: Annotated[str, typer.Argument(help="Image reference.")],
+    attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -39,10 +42,10 @@ def tree(
         from imgseal.content import fetch_manifest
 
         ref = parse_ref(reference)
-        store = store_factory(ca_file, insecure_registry).open(ref)
+        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         items: list[dict[str, Any]] = []
-        for att in attach.discover(store, manifest.digest):
+        for att in attach.discover(att_store, manifest.digest):
             items.append({
                 "digest": str(att.digest),
                 "artifactType": att.artifact_type,
@@ -53,9 +56,11 @@ def tree(
             })
         pinned = ref.with_digest(manifest.digest).pinned()
         if output is OutputFormat.json:
-            emit_json({"reference": pinned, "attachments": items})
+            emit_json({"reference": pinned, "attachmentsRepository": att_store.location, "attachments": items})
             return
         out(pinned)
+        if att_store is not store:
+            out(f"  (attachments in {att_store.location})")
         if not items:
             out("  (nothing attached)")
         for it in items:
@@ -72,6 +77,10 @@ def copy(
     only: Annotated[
         str, typer.Option("--only", help="Which attachments to carry: sig, att, sig,att, or none.")
     ] = "sig,att",
+    attachments_repo: Annotated[str | None, typer.Option(
+        "--attachments-repo", metavar="REPO",
+        help="Read the source's signatures and attestations from REPO (as cosign's COSIGN_REPOSITORY; also "
+             "IMGSEAL_ATTACHMENTS_REPO, COSIGN_REPOSITORY); they are written beside the destination image.")] = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -94,7 +103,7 @@ def copy(
         factory = store_factory(ca_file, insecure_registry)
         src_ref = parse_ref(source)
         dst_ref = parse_ref(destination, default_tag=None)
-        src = factory.open(src_ref)
+        src, src_attachments = open_with_attachments(factory, src_ref, attachments_repo)
         dst = factory.open(dst_ref, create=True)
         manifest = fetch_manifest(src, src_ref.tag, src_ref.digest)
         tag = dst_ref.tag or src_ref.tag
@@ -108,10 +117,10 @@ def copy(
         for subject in subjects:
             if "none" in kinds:
                 break
-            for att in attach.discover(src, subject.digest):
+            for att in attach.discover(src_attachments, subject.digest):
                 kind = "sig" if attach.is_signature(att) else "att"
                 if kind in kinds:
-                    attach.copy_attachment(src, dst, subject, att)
+                    attach.copy_attachment(src_attachments, dst, subject, att)
                     copied += 1
         pinned = dst_ref.with_digest(manifest.digest).pinned()
         if output is OutputFormat.json:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from imgseal.cli._common import (
+    AttachmentsRepoOption,
     CaFileOption,
     InsecureOption,
     OutputFormat,
@@ -25,6 +26,7 @@ from imgseal.cli._common import (
     err,
     fail,
     guarded,
+    open_with_attachments,
     out,
     parse_ref,
     store_factory,
@@ -110,6 +112,7 @@ def attest(
     trust_config: TrustConfigOption = None,
     fmt: FormatOption = "bundle",
     replace: ReplaceOption = False,
+    attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -133,7 +136,8 @@ def attest(
         choice.check(fmt)
         ref = _digest_ref(reference, "attest")
         data = read_predicate(predicate)
-        result = _attest(ref, data, predicate_type, choice, fmt, replace, ca_file, insecure_registry)
+        result = _attest(ref, data, predicate_type, choice, fmt, replace, ca_file, insecure_registry,
+                         attachments_repo)
         _report_attestation(ref, result, output)
 
     guarded(run, output)
@@ -166,6 +170,7 @@ def provenance(
     started_on: Annotated[str | None, typer.Option("--started-on", help="RFC 3339 build start time (UTC).")] = None,
     fmt: FormatOption = "bundle",
     replace: ReplaceOption = False,
+    attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
 ) -> None:
@@ -216,7 +221,8 @@ def provenance(
         else:
             out(text.rstrip("\n"))
         if attest_:
-            result = _attest(ref, predicate, PREDICATE_TYPE, choice, fmt, replace, ca_file, insecure_registry)
+            result = _attest(ref, predicate, PREDICATE_TYPE, choice, fmt, replace, ca_file, insecure_registry,
+                             attachments_repo)
             _report_attestation(ref, result, OutputFormat.text)
 
     guarded(run)
@@ -248,6 +254,7 @@ def verify_attestation(
     gh_sha: GithubShaOption = None,
     trusted_root: TrustedRootOption = None,
     staging: StagingOption = False,
+    attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -289,14 +296,14 @@ def verify_attestation(
         conditions = [parse_where(w) for w in where or []]
         keys = load_public_keys(key) if key else {}
         ref = parse_ref(reference)
-        store = store_factory(ca_file, insecure_registry).open(ref)
+        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         state.update(reference=pinned, digest=str(manifest.digest), predicateType=predicate_type)
         if ref.digest is None:
             err(f"resolved {ref} to {pinned}")
-        attachments = attach.discover(store, manifest.digest)
-        outcome = examine_attestations(store, manifest.digest, attachments, predicate_type=predicate_type,
+        attachments = attach.discover(att_store, manifest.digest)
+        outcome = examine_attestations(att_store, manifest.digest, attachments, predicate_type=predicate_type,
                                        keys=keys, slsa_checks=slsa, where=conditions,
                                        bundle_verifier=keyless.bundle if keyless else None,
                                        legacy_verifier=keyless.legacy if keyless else None)
@@ -350,12 +357,13 @@ def _digest_ref(reference: str, command: str) -> Reference | LayoutReference:
 
 
 def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str, choice: SignerChoice,
-            fmt: str, replace: bool, ca_file: Path | None, insecure: list[str] | None) -> Attestation:
+            fmt: str, replace: bool, ca_file: Path | None, insecure: list[str] | None,
+            attachments_repo: str | None) -> Attestation:
     from imgseal.content import fetch_manifest
 
-    store: Store = store_factory(ca_file, insecure).open(ref)
+    store, att_store = open_with_attachments(store_factory(ca_file, insecure), ref, attachments_repo)
     if choice.keyless:
-        return _attest_keyless(store, ref, predicate, predicate_type, choice, replace)
+        return _attest_keyless(store, att_store, ref, predicate, predicate_type, choice, replace)
     from imgseal.cli._keyload import load_private_key
     from keys import public_key_of
     from signer.attest import attest, key_bundle_signer, signed_by_key
@@ -363,14 +371,14 @@ def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predica
     assert choice.key is not None
     private_key = load_private_key(choice.key)
     subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
-    return attest(store, ref.name, subject, predicate_type, predicate,
+    return attest(att_store, ref.name, subject, predicate_type, predicate,
                   signer=key_bundle_signer(private_key), key=private_key,
                   fmt="legacy" if fmt == "legacy" else "bundle",
                   replace=signed_by_key(public_key_of(private_key)) if replace else None)
 
 
-def _attest_keyless(store: Store, ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str,
-                    choice: SignerChoice, replace: bool) -> Attestation:
+def _attest_keyless(store: Store, att_store: Store, ref: Reference | LayoutReference, predicate: dict[str, Any],
+                    predicate_type: str, choice: SignerChoice, replace: bool) -> Attestation:
     """Keyless: the same flow as ``imgseal sign --keyless``, with :func:`signer.attest.attest` doing the rest.
 
     ``--replace`` removes only earlier bundles that verify completely (offline, against the
@@ -402,7 +410,7 @@ def _attest_keyless(store: Store, ref: Reference | LayoutReference, predicate: d
                 owner.learn(bundle)
             return bundle
 
-        return attest(store, ref.name, subject, predicate_type, predicate, signer=sign, fmt="bundle",
+        return attest(att_store, ref.name, subject, predicate_type, predicate, signer=sign, fmt="bundle",
                       replace=BundleOwnership(owner.check) if owner is not None else None,
                       bundle_limit=MAX_BUNDLE_BYTES)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from imgseal.cli._common import (
+    AttachmentsRepoOption,
     CaFileOption,
     InsecureOption,
     OutputFormat,
@@ -16,6 +17,7 @@ from imgseal.cli._common import (
     emit_json,
     err,
     guarded,
+    open_with_attachments,
     out,
     parse_ref,
     store_factory,
@@ -55,6 +57,7 @@ def sign(
     cert: Annotated[str | None, typer.Option("--cert", help="Notation: PEM certificate chain, leaf first.")] = None,
     expiry: Annotated[str | None, typer.Option("--expiry", help="Notation: signature lifetime such as 30d, 12h.")]
     = None,
+    attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -96,7 +99,7 @@ def sign(
                 hint=f"run `imgseal digest {reference}` and sign REPO@sha256:…, or pass --resolve-tag",
                 reason="tag-not-allowed",
             )
-        store = store_factory(ca_file, insecure_registry).open(ref)
+        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
         from imgseal.content import fetch_manifest
 
         results: list[dict[str, Any]] = []
@@ -122,7 +125,7 @@ def sign(
             ca_certs = fulcio_ca_certs(tc) if fmt == "legacy" else []
             with keyless_signer(tc, token) as signer:
                 for subject in subjects:
-                    signed = sign_keyless(store, ref.name, subject, signer, fmt=fmt, annotations=annotations,
+                    signed = sign_keyless(att_store, ref.name, subject, signer, fmt=fmt, annotations=annotations,
                                           ca_certs=ca_certs)
                     results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                     "artifact": str(signed.artifact.digest) if signed.artifact else None,
@@ -135,7 +138,7 @@ def sign(
             if ref.digest is None:
                 err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
             subjects = targets(store, manifest, recursive)
-            signatures = sign_notation(store, subjects, key=key, cert=cert, expiry=expiry, annotations=annotations)
+            signatures = sign_notation(att_store, subjects, key=key, cert=cert, expiry=expiry, annotations=annotations)
             for subject, artifact in zip(subjects, signatures, strict=True):
                 results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": "notation",
                                 "artifact": str(artifact.digest)})
@@ -146,12 +149,14 @@ def sign(
             if ref.digest is None:
                 err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
             for subject in targets(store, manifest, recursive):
-                signed = sign_with_key(store, ref.name, subject, private_key, fmt=fmt, annotations=annotations)
+                signed = sign_with_key(att_store, ref.name, subject, private_key, fmt=fmt, annotations=annotations)
                 results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                 "artifact": str(signed.artifact.digest) if signed.artifact else None})
         if output is OutputFormat.json:
-            emit_json({"ok": True, "signed": results})
+            emit_json({"ok": True, "signed": results, "attachments": att_store.location})
             return
+        if att_store is not store:
+            err(f"signatures stored in {att_store.location}")
         for r in results:
             out(r["reference"])
             err(f"signed {r['reference']} ({r['format']}{', ' + r['artifact'] if r['artifact'] else ''})")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from imgseal.cli._common import (
+    AttachmentsRepoOption,
     CaFileOption,
     InsecureOption,
     OutputFormat,
@@ -20,6 +21,7 @@ from imgseal.cli._common import (
     emit_json,
     err,
     fail,
+    open_with_attachments,
     parse_ref,
     store_factory,
 )
@@ -67,6 +69,7 @@ def verify(
         "--trust-policy", help="Notation: trust policy JSON in notation's format.")] = None,
     trust_store: Annotated[str | None, typer.Option(
         "--trust-store", help="Notation: trust store directory laid out as notation's (x509/ca/NAME/*.pem).")] = None,
+    attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -109,15 +112,15 @@ def verify(
                 raise UsageError(f"--threshold {threshold} is more than the {len(keys)} key(s) given")
         wanted = parse_annotations(annotation)
         ref = parse_ref(reference)
-        store = store_factory(ca_file, insecure_registry).open(ref)
+        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         state["reference"] = pinned
         state["digest"] = str(manifest.digest)
         if ref.digest is None:
             err(f"resolved {ref} to {pinned}")
-        attachments = attach.discover(store, manifest.digest)
-        outcome = verify_key_signatures(store, manifest.digest, attachments, keys, annotations=wanted,
+        attachments = attach.discover(att_store, manifest.digest)
+        outcome = verify_key_signatures(att_store, manifest.digest, attachments, keys, annotations=wanted,
                                         bundle_verifier=keyless.bundle if keyless else None,
                                         legacy_verifier=keyless.legacy if keyless else None)
         state["rejected"] = [{"artifact": a, "reason": r, "message": m} for a, r, m in outcome.rejected]
@@ -157,13 +160,13 @@ def verify(
         ref = parse_ref(reference)
         if not isinstance(ref, Reference):
             raise UsageError("--notation verifies registry references: trust policies scope by registry/repository")
-        store = store_factory(ca_file, insecure_registry).open(ref)
+        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         state.update(reference=pinned, digest=str(manifest.digest))
         if ref.digest is None:
             err(f"resolved {ref} to {pinned}")
-        result = verify_notation(store, manifest, ref.name, trust_policy=trust_policy, trust_store=trust_store)
+        result = verify_notation(att_store, manifest, ref.name, trust_policy=trust_policy, trust_store=trust_store)
         if output is OutputFormat.json:
             emit_json({"ok": True, "reason": None, "reference": pinned, "digest": str(manifest.digest), **result})
         else:

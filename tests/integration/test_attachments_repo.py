@@ -1,0 +1,133 @@
+"""Attachments in another repository (cosign's COSIGN_REPOSITORY): image on one registry, signatures on another.
+
+The image lives on the plain registry; its signatures and attestations go to the TLS +
+htpasswd registry, whose credentials come from a docker ``config.json`` naming only that
+host — so the credentials lookup for the other registry is exercised, not bypassed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgseal import attach
+from tests.integration.images import push_image
+from tests.integration.test_sign_verify import ENV, make_key
+
+pytestmark = pytest.mark.registry
+
+
+def _docker_config(tmp_path: Path, secure_registry: Any) -> dict[str, str]:
+    user, password = secure_registry.credentials
+    config = tmp_path / "dockercfg"
+    config.mkdir(exist_ok=True)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {secure_registry.host: {"auth": auth}}}))
+    return {"DOCKER_CONFIG": str(config)}
+
+
+def _secure_store(secure_registry: Any, repo: str) -> Any:
+    from imgseal.reference import parse_reference
+    from imgseal.store import StoreFactory
+    from imgseal.store.auth import Credentials
+    from imgseal.store.registry import RegistryOptions
+
+    user, password = secure_registry.credentials
+    options = RegistryOptions(ca_file=secure_registry.ca_cert_path,
+                              credentials={secure_registry.host: Credentials(user, password)})
+    return StoreFactory(options).open(parse_reference(f"{secure_registry.host}/{repo}"))
+
+
+def test_sign_attest_verify_tree_with_attachments_on_another_registry(registry, secure_registry, cli,
+                                                                     tmp_path: Path) -> None:
+    desc = push_image(registry.host, "elsewhere/app", content=b"elsewhere")
+    ref = f"{registry.host}/elsewhere/app@{desc.digest}"
+    sigs = f"{secure_registry.host}/signatures/app"
+    priv, pub, _ = make_key(tmp_path, "k")
+    env = {**ENV, **_docker_config(tmp_path, secure_registry)}
+    tls = ["--ca-file", str(secure_registry.ca_cert_path)]
+    for fmt in ("bundle", "legacy"):
+        r = cli("sign", ref, "--key", str(priv), "--format", fmt, "--attachments-repo", sigs, *tls, env=env)
+        assert r.code == 0, r.stderr
+        assert f"signatures stored in {sigs}" in r.stderr
+    predicate = tmp_path / "p.json"
+    predicate.write_text(json.dumps({"team": "core"}))
+    r = cli("attest", ref, "--predicate", str(predicate), "--type", "https://example.com/t/v1", "--key", str(priv),
+            *tls, env={**env, "COSIGN_REPOSITORY": sigs})
+    assert r.code == 0, r.stderr
+
+    # Nothing was written beside the image.
+    from tests.integration.images import registry_store
+
+    assert [t for t in registry_store(registry.host, "elsewhere/app").list_tags() if t.startswith("sha256-")] == []
+    # Everything is in the other repository, found as it would be beside the image.
+    found = attach.discover(_secure_store(secure_registry, "signatures/app"), desc.digest)
+    assert sorted(a.found_via for a in found) == [attach.VIA_LEGACY_SIG, attach.VIA_REFERRERS_TAG,
+                                                   attach.VIA_REFERRERS_TAG]
+
+    r = cli("verify", ref, "--key", str(pub), "--attachments-repo", sigs, *tls, "-o", "json", env=env)
+    assert r.code == 0, r.stderr
+    assert sorted(v["format"] for v in json.loads(r.stdout)["verified"]) == ["bundle", "legacy"]
+    # The variable cosign users already export is honoured by the verifier too.
+    r = cli("verify-attestation", ref, "--type", "https://example.com/t/v1", "--key", str(pub), *tls,
+            env={**env, "COSIGN_REPOSITORY": sigs})
+    assert r.code == 0, r.stderr
+    # Without the option, nothing is attached beside the image: verification fails, it does not pass by accident.
+    r = cli("verify", ref, "--key", str(pub), *tls, "-o", "json", env=env)
+    assert r.code == 1 and json.loads(r.stdout)["reason"] == "no-signatures"
+
+    r = cli("tree", ref, *tls, "-o", "json", env={**env, "IMGSEAL_ATTACHMENTS_REPO": sigs})
+    assert r.code == 0, r.stderr
+    tree = json.loads(r.stdout)
+    assert tree["attachmentsRepository"] == sigs
+    assert sorted(a["kind"] for a in tree["attachments"]) == ["attestation", "signature", "signature"]
+
+    # Credentials are looked up for the attachments' registry: without them, one line and exit 3.
+    r = cli("verify", ref, "--key", str(pub), "--attachments-repo", sigs, *tls)
+    assert r.code == 3 and "credentials" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_copy_reads_the_source_attachments_from_the_other_repository(registry, secure_registry, cli,
+                                                                     tmp_path: Path) -> None:
+    desc = push_image(registry.host, "elsewhere/copy", content=b"elsewhere copy")
+    ref = f"{registry.host}/elsewhere/copy@{desc.digest}"
+    sigs = f"{secure_registry.host}/signatures/copy"
+    priv, pub, _ = make_key(tmp_path, "k")
+    env = {**ENV, **_docker_config(tmp_path, secure_registry)}
+    tls = ["--ca-file", str(secure_registry.ca_cert_path)]
+    assert cli("sign", ref, "--key", str(priv), "--attachments-repo", sigs, *tls, env=env).code == 0
+    layout = f"oci-layout:{tmp_path}/copy"
+    r = cli("copy", ref, layout, "--attachments-repo", sigs, *tls, "-o", "json", env=env)
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["attachments"] == 1
+    # In the layout the signature sits beside the image: verified with no registry at all.
+    r = cli("verify", f"{layout}@{desc.digest}", "--key", str(pub))
+    assert r.code == 0, r.stderr
+
+
+@pytest.mark.parametrize(("value", "needle"), [
+    ("127.0.0.1:5000/sigs:v1", "names a tag or digest"),
+    (f"127.0.0.1:5000/sigs@sha256:{'a' * 64}", "names a tag or digest"),
+    ("oci-layout:/tmp/x", "OCI layout"),
+    ("UPPER/case", "--attachments-repo"),
+])
+def test_bad_attachments_repo_is_a_usage_error_before_any_network(cli, value: str, needle: str) -> None:
+    ref = f"127.0.0.1:1/app@sha256:{'b' * 64}"  # nothing listens on port 1: a network call would exit 3
+    r = cli("tree", ref, "--attachments-repo", value)
+    assert r.code == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_environment_precedence(cli) -> None:
+    ref = f"127.0.0.1:1/app@sha256:{'b' * 64}"
+    # IMGSEAL_ATTACHMENTS_REPO comes before COSIGN_REPOSITORY: a bad imgseal value is what is reported.
+    r = cli("tree", ref, env={"IMGSEAL_ATTACHMENTS_REPO": "x/y:tag", "COSIGN_REPOSITORY": "127.0.0.1:1/ok"})
+    assert r.code == 2 and "$IMGSEAL_ATTACHMENTS_REPO" in r.stderr
+    r = cli("tree", ref, env={"COSIGN_REPOSITORY": "x/y:tag"})
+    assert r.code == 2 and "$COSIGN_REPOSITORY" in r.stderr
+    # The option wins over both.
+    r = cli("tree", ref, "--attachments-repo", "a/b:c", env={"COSIGN_REPOSITORY": "x/y:tag"})
+    assert r.code == 2 and "--attachments-repo" in r.stderr
