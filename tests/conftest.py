@@ -41,6 +41,14 @@ def secure_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
         yield instance
 
 
+@pytest.fixture(scope="session")
+def no_delete_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryInstance]:
+    """distribution as it ships: storage.delete.enabled off, so manifest deletes answer 405 UNSUPPORTED."""
+    _need_registry()
+    with start_registry(tmp_path_factory.mktemp("no-delete-registry"), delete_enabled=False) as instance:
+        yield instance
+
+
 @pytest.fixture
 def fresh_registry(tmp_path: Path) -> Iterator[RegistryInstance]:
     """A private registry per test, for tests that tamper with storage."""

@@ -21,6 +21,8 @@ from imgseal import __version__
 # against what each module registers (tests/unit/test_startup.py).
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "attest": ("attest_cmd", "Sign an in-toto statement about REFERENCE's digest and attach it beside the image."),
+    "clean": ("maintenance_cmd", "Remove what is attached to REFERENCE's digest: signatures, attestations, or all"
+                                 " of it."),
     "copy": ("attach_cmd", "Copy an image with its signatures and attestations; every digest is preserved exactly."),
     "digest": ("digest_cmd", "Print the pinned reference REPO@sha256:… for REFERENCE (a tag or a digest)."),
     "gate": ("gate_cmd", "Verify every image in Kubernetes manifests against a policy, each distinct image once."),
@@ -28,6 +30,9 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "policy": ("gate_cmd", "Check and explain deploy-gate policy files."),
     "provenance": ("attest_cmd", "Generate SLSA v1 provenance for REFERENCE from the CI environment (GitHub Actions,"
                                  " GitLab CI) or options."),
+    "registry": ("registry_cmd", "Find out what a registry supports (referrers API, tag listing, deletes)."),
+    "repair": ("maintenance_cmd", "Rebuild the sha256-<hex> fallback index of REFERENCE's digest from what can be"
+                                  " found."),
     "sign": ("sign_cmd", "Sign the manifest digest REFERENCE names and attach the signature beside the image."),
     "tree": ("attach_cmd", "List everything attached to REFERENCE's digest: signatures, attestations, and how each"
                            " was found."),

@@ -247,6 +247,14 @@ class RegistryClient:
 
     # -- auth --------------------------------------------------------------------------
 
+    @property
+    def challenge_scheme(self) -> str | None:
+        """The auth scheme the registry's ``/v2/`` challenge named (``basic``, ``bearer``), None if none.
+
+        Known once a request has been made (``imgseal registry probe`` reports it).
+        """
+        return self._challenge_scheme
+
     def credentials(self, repository: str) -> Credentials | None:
         if self.host in self.options.credentials:
             return self.options.credentials[self.host]

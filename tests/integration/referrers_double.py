@@ -5,6 +5,10 @@ distribution-spec v1.1 referrers endpoint (no registry packaged for Debian has o
   404, when there are none), filtered with ``OCI-Filters-Applied: artifactType``, paged with
   ``Link: <…>; rel="next"`` (``page_size`` entries per page);
 - a manifest ``PUT`` whose body has a ``subject`` is recorded and answered with ``OCI-Subject``;
+  a manifest ``DELETE`` by digest the registry accepted drops the referrer again;
+- ``serve_api=False`` keeps the ``OCI-Subject`` header but forwards the referrers endpoint to the
+  registry (404): a registry that sends the header without having the API (ECR did,
+  sigstore-js #1183);
 - everything else is forwarded unchanged to the real registry.
 """
 
@@ -26,6 +30,7 @@ from imgseal.digest import Digest
 class ReferrersDouble:
     upstream: str
     page_size: int = 2
+    serve_api: bool = True
     server: ThreadingHTTPServer | None = None
     referrers: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     requests_seen: list[str] = field(default_factory=list)
@@ -79,7 +84,7 @@ class ReferrersDouble:
                 double.requests_seen.append(f"GET {self.path}")
                 parsed = urllib.parse.urlsplit(self.path)
                 parts = parsed.path.split("/referrers/")
-                if len(parts) == 2 and parts[0].startswith("/v2/"):
+                if double.serve_api and len(parts) == 2 and parts[0].startswith("/v2/"):
                     self._referrers(parts[0][len("/v2/"):], parts[1], urllib.parse.parse_qs(parsed.query))
                     return
                 self._relay("GET")
@@ -94,7 +99,13 @@ class ReferrersDouble:
                 self._relay("PATCH", self._body())
 
             def do_DELETE(self) -> None:
-                self._relay("DELETE")
+                double.requests_seen.append(f"DELETE {self.path}")
+                resp = self._forward("DELETE")
+                if resp.status_code == 202 and "/manifests/sha256:" in self.path:
+                    deleted = self.path.rsplit("/manifests/", 1)[1]
+                    for entries in double.referrers.values():
+                        entries[:] = [e for e in entries if e["digest"] != deleted]
+                self._reply(resp.status_code, resp.content, dict(resp.headers))
 
             def do_PUT(self) -> None:
                 body = self._body()

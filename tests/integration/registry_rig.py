@@ -102,13 +102,15 @@ def start_registry(
     tls: bool = False,
     htpasswd: dict[str, str] | None = None,
     binary: str = DOCKER_REGISTRY,
+    delete_enabled: bool = True,
 ) -> RegistryInstance:
     """Start ``docker-registry serve`` on a free loopback port and wait for ``/v2/``.
 
     ``htpasswd`` maps user names to passwords; with it the registry demands basic auth
     (and ``credentials`` holds the first pair). Picking a free port by binding port 0 and
     releasing it can race with another process, so a registry that dies during start is
-    retried on a fresh port, up to :data:`START_ATTEMPTS` times.
+    retried on a fresh port, up to :data:`START_ATTEMPTS` times. ``delete_enabled=False`` starts
+    it as distribution ships by default: manifest deletes answered ``405 UNSUPPORTED``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     storage_dir = workdir / "storage"
@@ -130,7 +132,8 @@ def start_registry(
         config_path = workdir / "config.yml"
         log_path = workdir / f"registry-{attempt}.log"
         config_path.write_text(
-            yaml.safe_dump(_config(storage_dir, port, tls_files, htpasswd_path), sort_keys=False), encoding="utf-8"
+            yaml.safe_dump(_config(storage_dir, port, tls_files, htpasswd_path, delete_enabled), sort_keys=False),
+            encoding="utf-8",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         with log_path.open("wb") as log:
@@ -185,7 +188,8 @@ def _wait_ready(instance: RegistryInstance) -> str | None:
 
 
 def _config(
-    storage_dir: Path, port: int, tls_files: tuple[Path, Path] | None, htpasswd_path: Path | None
+    storage_dir: Path, port: int, tls_files: tuple[Path, Path] | None, htpasswd_path: Path | None,
+    delete_enabled: bool = True,
 ) -> dict[str, object]:
     http: dict[str, object] = {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)}
     if tls_files:
@@ -195,7 +199,7 @@ def _config(
         "log": {"level": "warn", "formatter": "text", "accesslog": {"disabled": True}},
         "storage": {
             "filesystem": {"rootdirectory": str(storage_dir)},
-            "delete": {"enabled": True},
+            "delete": {"enabled": delete_enabled},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
         "http": http,
