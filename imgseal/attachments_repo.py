@@ -49,6 +49,11 @@ def attachments_repository(option: str | None) -> Reference | None:
                 break
     if value is None or not value.strip():
         return None
+    return parse_attachments_repo(value, source)
+
+
+def parse_attachments_repo(value: str, source: str) -> Reference:
+    """``registry/path`` as a :class:`Reference` without tag or digest; :class:`UsageError` names ``source``."""
     from imgseal.reference import Reference, parse_reference
 
     try:

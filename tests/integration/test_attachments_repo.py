@@ -131,3 +131,42 @@ def test_environment_precedence(cli) -> None:
     # The option wins over both.
     r = cli("tree", ref, "--attachments-repo", "a/b:c", env={"COSIGN_REPOSITORY": "x/y:tag"})
     assert r.code == 2 and "--attachments-repo" in r.stderr
+
+
+def test_gate_rule_with_attachments_repo(registry, secure_registry, cli, tmp_path: Path) -> None:
+    """A policy rule's ``attachments_repo:`` (Kyverno's ``repository:``) reads signatures there, and only there."""
+    from tests.integration.test_gate import deployment
+
+    signed = push_image(registry.host, "elsewhere/gated", content=b"gated")
+    push_image(registry.host, "elsewhere/gated", tag="v2", content=b"gated unsigned")
+    sigs = f"{secure_registry.host}/signatures/gated"
+    priv, pub, _ = make_key(tmp_path, "k")
+    env = {**ENV, **_docker_config(tmp_path, secure_registry)}
+    tls = ["--ca-file", str(secure_registry.ca_cert_path)]
+    r = cli("sign", f"{registry.host}/elsewhere/gated@{signed.digest}", "--key", str(priv), "--attachments-repo",
+            sigs, *tls, env=env)
+    assert r.code == 0, r.stderr
+    policy = tmp_path / "policy.yaml"
+    rule = f"""\
+version: 1
+rules:
+  - name: elsewhere
+    match: ["{registry.host}/elsewhere/*"]
+    ATTACHMENTS
+    require:
+      signatures:
+        keys: [{pub.name}]
+"""
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(deployment(f"{registry.host}/elsewhere/gated:v1", f"{registry.host}/elsewhere/gated:v2"))
+
+    def gate() -> dict[str, str]:
+        r = cli("gate", "--policy", str(policy), str(manifest), *tls, "-o", "json", env=env)
+        assert r.code in (0, 1), r.stderr
+        return {x["image"].rsplit(":", 1)[1]: x["decision"] for x in json.loads(r.stdout)["results"]}
+
+    policy.write_text(rule.replace("ATTACHMENTS", f"attachments_repo: {sigs}"))
+    assert gate() == {"v1": "allow", "v2": "deny"}
+    # The same rule without it looks beside the image, where nothing is attached.
+    policy.write_text(rule.replace("    ATTACHMENTS\n", ""))
+    assert gate() == {"v1": "deny", "v2": "deny"}

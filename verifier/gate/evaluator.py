@@ -338,7 +338,12 @@ class Evaluator:
 
     def _check_rule(self, rule: Rule, ref: Reference, store: Store, digest: Digest, run: Run) -> None:
         """Every requirement of ``rule`` must hold (AND); each is one small function below."""
-        attachments = run.once(("attachments", ref.name, str(digest)), lambda: attach.discover(store, digest))
+        image_store = store
+        if rule.attachments_repo is not None:
+            # The rule reads attachments from another repository (cosign's COSIGN_REPOSITORY); the
+            # image was resolved in its own. Nothing else changes: each artifact must still name `digest`.
+            store = run.store(rule.attachments_repo)
+        attachments = run.once(("attachments", store.location, str(digest)), lambda: attach.discover(store, digest))
         req = rule.require
         failures: list[CheckFailed] = []
         checks: list[tuple[str, Callable[[], None]]] = []
@@ -359,7 +364,8 @@ class Evaluator:
             checks.append((f"attestation {att.predicate_type}", check_att))
         if req.notation is not None:
             notation = req.notation
-            checks.append(("notation", lambda: check_notation(store, ref, digest, attachments, notation)))
+            checks.append(("notation", lambda: check_notation(store, ref, digest, attachments, notation,
+                                                              image_store=image_store)))
         for name, check in checks:
             try:
                 check()

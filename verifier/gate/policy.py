@@ -12,6 +12,7 @@ Model (docs/policy.md has the user's view; :mod:`verifier.gate.policy_file` read
         mode: enforce | warn
         on_error: deny | allow            # when the answer cannot be had (registry down, timeout)
         allow: true | deny: true | require: {digest, signatures, keyless, attestations, notation}
+        attachments_repo: REGISTRY/PATH   # optional: read attachments there (Kyverno's repository:)
         # notation: {trust_policy: FILE, trust_store: DIR}  (paths relative to the policy file)
     exclude_namespaces: [GLOB, ...]       # admitted without checks (:mod:`verifier.gate.scope`)
     exceptions: [{images, namespaces, until, reason}, ...]
@@ -161,6 +162,8 @@ class Rule:
     trusted_root: Path | None = None
     namespaces: tuple[str, ...] = ()
     """Namespace globs (:mod:`verifier.gate.scope`); empty: every namespace."""
+    attachments_repo: Reference | None = None
+    """Where this rule reads signatures and attestations, when not beside the image (Kyverno's ``repository:``)."""
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -409,6 +412,8 @@ def _fingerprint_doc(rule: Rule) -> dict[str, Any]:
                           "keys": keys_doc(a.keys)} for a in req.attestations],
         "notation": None if req.notation is None else {"trust_policy": req.notation.policy_digest,
                                                         "trust_store": req.notation.store_digest},
+        # Only when set, so fingerprints (and cached successes) of rules without it stay as they were.
+        **({"attachments_repo": rule.attachments_repo.name} if rule.attachments_repo is not None else {}),
     }
 
 
@@ -435,6 +440,8 @@ def describe_rule(rule: Rule) -> Iterator[str]:
     if req.notation is not None:
         yield (f"notation: a Notary Project signature under trust policy {req.notation.trust_policy} "
                f"and trust store {req.notation.trust_store}")
+    if rule.attachments_repo is not None:
+        yield f"attachments_repo: signatures and attestations are read from {rule.attachments_repo.name}"
     yield f"mode: {rule.mode}; on_error: {rule.on_error}"
 
 

@@ -19,9 +19,11 @@ from typing import Final
 
 import yaml
 
+from imgseal.attachments_repo import parse_attachments_repo
 from imgseal.errors import InvalidInputError, UsageError
 from imgseal.intoto import resolve_predicate_type
 from imgseal.manifest import check_json_depth
+from imgseal.reference import Reference
 from keys import load_public_key
 from verifier.attestation_checks import WhereCondition, parse_where
 from verifier.gate.policy import (
@@ -113,9 +115,11 @@ def parse_policy(data: bytes, *, source: str = "<policy>", base: Path | None = N
 _SCOPE_POLICY_KEYS: Final = frozenset({"exclude_namespaces", "exceptions"})
 _SCOPE_RULE_KEYS: Final = frozenset({"namespaces"})
 _EXCEPTION_KEYS: Final = frozenset({"images", "namespaces", "until", "reason"})
+# Where a rule reads attachments from (imgseal.attachments_repo), when not beside the image.
+_ATTACHMENTS_RULE_KEYS: Final = frozenset({"attachments_repo"})
 _POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"}) | _SCOPE_POLICY_KEYS
 _RULE_KEYS: Final = (frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"})
-                     | _SCOPE_RULE_KEYS)
+                     | _SCOPE_RULE_KEYS | _ATTACHMENTS_RULE_KEYS)
 _REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation"})
 _NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
 #: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
@@ -360,11 +364,29 @@ class _Reader:
                 fields["require"]):
             self.issue(_line(fields["require"]), f"{label}: 'require' lists nothing to check; "
                                                  "write 'allow: true' to admit without checks")
+        attachments_repo = self.attachments_repo(fields, label)
         if (name is None or not patterns or mode is None or on_error is None or len(verdicts) != 1
                 or namespaces is None):
             return None
         return Rule(name, tuple(patterns), line, mode, on_error, bool(allow), bool(deny),  # type: ignore[arg-type]
-                    require or Requirements(), trusted_root, namespaces=namespaces)
+                    require or Requirements(), trusted_root, namespaces=namespaces, attachments_repo=attachments_repo)
+
+    def attachments_repo(self, fields: Mapping[str, yaml.Node], label: str) -> Reference | None:
+        """``attachments_repo: REGISTRY/PATH`` (Kyverno's ``repository:``, cosign's COSIGN_REPOSITORY)."""
+        if "attachments_repo" not in fields:
+            return None
+        node = fields["attachments_repo"]
+        text = self.string(node, f"{label} attachments_repo")
+        if text is None:
+            return None
+        if "require" not in fields:
+            self.issue(_line(node), f"{label}: attachments_repo is only read by rules with 'require'")
+            return None
+        try:
+            return parse_attachments_repo(text, f"{label} attachments_repo")
+        except UsageError as e:
+            self.issue(_line(node), e.message)
+            return None
 
     @staticmethod
     def _requires_nothing(node: yaml.Node) -> bool:

@@ -108,16 +108,17 @@ def check_attestation(store: Store, digest: Digest, attachments: list[attach.Att
 
 
 def check_notation(store: Store, ref: Reference, digest: Digest, attachments: list[attach.Attachment],
-                    req: NotationRequirement) -> None:
+                    req: NotationRequirement, *, image_store: Store | None = None) -> None:
     """A notation signature under the rule's trust policy and store (verifier.notation.image, as ``verify --notation``).
 
     The trust policy statement is selected by ``ref.name`` (``registry/repository``), exactly
     the scope notation matches; the signed descriptor must equal this manifest's digest, size
-    and media type, so the manifest is fetched (by digest, checked; memoised per run).
+    and media type, so the manifest is fetched (by digest, checked; memoised per run) — from
+    ``image_store`` when the attachments live in another repository than the image.
     """
     from verifier.notation.image import verify_notation_signatures
 
-    manifest = store.get_manifest(digest)
+    manifest = (image_store or store).get_manifest(digest)
     outcome = verify_notation_signatures(store, manifest, attachments, repository=ref.name,
                                          trust_policy=req.document, trust_store=req.trust_store)
     if outcome.level == "skip":
