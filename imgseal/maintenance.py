@@ -128,6 +128,7 @@ class RepairReport:
     entries: int = 0
     written: bool = False
     notes: list[str] = field(default_factory=list)
+    index_found: bool = False
 
 
 def repair_index(store: Store, subject: Digest, *, dry_run: bool = False) -> RepairReport:
@@ -142,6 +143,7 @@ def repair_index(store: Store, subject: Digest, *, dry_run: bool = False) -> Rep
         if current.resolves_to_subject:
             report.notes.append(f"the registry answers the tag {current.tag} with the image itself (as GitLab's "
                                 "does, oras-go #1396): it holds no fallback index there")
+        report.index_found = current.index is not None
         entries = _rebuilt_entries(store, subject, current, report)
         report.entries = len(entries)
         if not report.changes:

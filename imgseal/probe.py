@@ -180,7 +180,9 @@ def _write_test(store: RegistryStore, subject: Descriptor, result: ProbeResult) 
         resp = client.request("DELETE", f"/v2/{repo}/manifests/{pushed}", repository=repo, push=True,
                               expected=(200, 202), retry=False)
         resp.close()
-        result.delete = True
+        result.delete = not store.has_manifest(pushed)
+        if not result.delete:
+            result.notes.append(f"write test: the delete was accepted but {store.location}@{pushed} is still served")
     except Error as e:
         result.delete = False
         result.notes.append(f"write test: delete refused ({e.one_line()}); the throwaway artifact stays at "

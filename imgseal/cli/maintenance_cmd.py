@@ -68,15 +68,17 @@ def _print_repair(pinned: str, location: str, report: RepairReport, dry_run: boo
     changes = [{"action": c.action, "digest": c.digest, "detail": c.detail} for c in report.changes]
     if output is OutputFormat.json:
         emit_json({"ok": True, "reference": pinned, "index": f"{location}:{report.tag}", "dryRun": dry_run,
-                   "written": report.written, "entries": report.entries, "changes": changes,
-                   "notes": report.notes})
+                   "indexFound": report.index_found, "written": report.written, "entries": report.entries,
+                   "changes": changes, "notes": report.notes})
         return
     out(pinned)
     for note in report.notes:
         err(f"imgseal: note: {note}")
     for c in changes:
         out(f"  {c['action']:<4} {c['digest']}: {c['detail']}")
-    if not changes:
+    if not changes and not report.index_found:
+        err(f"{location} has no fallback index {report.tag} and no attachment tags for it; nothing to change")
+    elif not changes:
         err(f"{location}:{report.tag} is complete ({report.entries} entr{'y' if report.entries == 1 else 'ies'}); "
             "nothing to change")
     elif dry_run:

@@ -195,3 +195,93 @@ def test_clean_and_repair_usage_errors(cli) -> None:
     assert r.code == 2 and "--type" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("repair", "not a reference")
     assert r.code == 2 and r.stderr.startswith("imgseal: error:")
+
+
+def _on_a_terminal(args: list[str], answer: bytes, env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin/stdout/stderr, answering the prompt with ``answer``."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "imgseal", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break  # the child closed the terminal
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(master, answer)
+            answered = True
+    os.close(master)
+    return proc.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_clean_asks_on_a_terminal(registry, tmp_path: Path) -> None:
+    import os
+
+    ref, desc, _ = _fill(registry.host, "clean/tty", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGSEAL_", "COSIGN_"))}
+    code, text = _on_a_terminal(["clean", ref, "--type", "attestation"], b"n\n", env)
+    assert code == 2 and "Delete 2 artifact(s)" in text and "not confirmed" in text, text
+    assert len(_kinds(registry.host, "clean/tty", desc.digest)) == 4
+    code, text = _on_a_terminal(["clean", ref, "--type", "attestation"], b"y\n", env)
+    assert code == 0 and text.count("removed attestation") == 2, text
+    assert _kinds(registry.host, "clean/tty", desc.digest) == ["signature", "signature"]
+
+
+@pytest.fixture
+def front(registry) -> Iterator[Any]:
+    from tests.fault_proxy import FaultProxy
+
+    with FaultProxy(registry.host) as p:
+        yield p
+
+
+def test_a_registry_that_answers_the_index_tag_with_the_image(registry, front, cli) -> None:
+    """GitLab's registry resolves the tag sha256-<hex> to the manifest sha256:<hex> (oras-go #1396)."""
+    from tests.fault_proxy import Forward, match
+
+    repo = "quirk/gitlab"
+    desc = push_image(registry.host, repo, content=b"gitlab quirk")
+    store = registry_store(registry.host, repo)
+    lost = attach.attach(store, desc, artifact_type="application/example.a", layers=[attach.Layer(b"a", "x/y")])
+    store.delete_manifest(_index(store, desc.digest).digest)  # only the attachment tag is left
+    front.add(match(path=rf"/manifests/{desc.digest.tag_form}$"), Forward(path=f"/v2/{repo}/manifests/{desc.digest}"))
+    ref = f"{front.host}/{repo}@{desc.digest}"
+    r = cli("repair", ref, "--dry-run", "-o", "json")
+    assert r.code == 3 and "answers the tag" in r.stderr, r.stderr
+    assert not store.has_manifest(desc.digest.tag_form)  # nothing was written
+    plan = json.loads(cli("clean", ref, "--dry-run", "-o", "json").stdout)["wouldRemove"]
+    assert [(t["digest"], t["foundVia"]) for t in plan] == [(str(lost.digest), ["attachment-tag"])]
+
+
+def test_tag_listing_denied(registry, front, cli) -> None:
+    """Pull-only tokens on some registries deny tags/list; the index and legacy tags still serve."""
+    from tests.fault_proxy import Status, match
+
+    repo = "quirk/notags"
+    desc = push_image(registry.host, repo, content=b"no tag listing")
+    store = registry_store(registry.host, repo)
+    listed = attach.attach(store, desc, artifact_type="application/example.a", layers=[attach.Layer(b"a", "x/y")])
+    front.add(match(path=r"/tags/list"), Status(403, {"Content-Type": "application/json"},
+                                                b'{"errors":[{"code":"DENIED","message":"pull only"}]}'))
+    ref = f"{front.host}/{repo}@{desc.digest}"
+    r = cli("repair", ref, "-o", "json")
+    assert r.code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["changes"] == [] and any("tag listing denied" in n for n in report["notes"])
+    plan = json.loads(cli("clean", ref, "--dry-run", "-o", "json").stdout)
+    assert [t["digest"] for t in plan["wouldRemove"]] == [str(listed.digest)]
+    assert any("tag listing denied" in n for n in plan["notes"])
+    probe = json.loads(cli("registry", "probe", ref, "-o", "json").stdout)
+    assert probe["tag_list"] is False
