@@ -170,3 +170,24 @@ rules:
     # The same rule without it looks beside the image, where nothing is attached.
     policy.write_text(rule.replace("    ATTACHMENTS\n", ""))
     assert gate() == {"v1": "deny", "v2": "deny"}
+
+
+def test_attachments_repo_with_a_referrers_api(registry, cli, tmp_path: Path) -> None:
+    """The other repository's registry has the referrers API: the subject is indexed there, though the image is not."""
+    from tests.integration.images import registry_store
+    from tests.integration.referrers_double import ReferrersDouble
+
+    double = ReferrersDouble(registry.host).start()
+    try:
+        desc = push_image(registry.host, "elsewhere/api", content=b"elsewhere api")
+        ref = f"{registry.host}/elsewhere/api@{desc.digest}"
+        sigs = f"{double.host}/signatures/api"
+        priv, pub, _ = make_key(tmp_path, "k")
+        assert cli("sign", ref, "--key", str(priv), "--attachments-repo", sigs, env=ENV).code == 0
+        assert len(double.referrers[("signatures/api", str(desc.digest))]) == 1
+        assert [t for t in registry_store(double.host, "signatures/api").list_tags() if t.startswith("sha256-")] == []
+        r = cli("verify", ref, "--key", str(pub), "--attachments-repo", sigs, "-o", "json")
+        assert r.code == 0, r.stderr
+        assert json.loads(r.stdout)["verified"][0]["foundVia"] == "referrers-api"
+    finally:
+        double.stop()
