@@ -302,6 +302,8 @@ def verify_attestation(
         state.update(reference=pinned, digest=str(manifest.digest), predicateType=predicate_type)
         if ref.digest is None:
             err(f"resolved {ref} to {pinned}")
+        if att_store is not store:
+            err(f"reading attachments from {att_store.location}")
         attachments = attach.discover(att_store, manifest.digest)
         outcome = examine_attestations(att_store, manifest.digest, attachments, predicate_type=predicate_type,
                                        keys=keys, slsa_checks=slsa, where=conditions,

@@ -119,6 +119,8 @@ def verify(
         state["digest"] = str(manifest.digest)
         if ref.digest is None:
             err(f"resolved {ref} to {pinned}")
+        if att_store is not store:
+            err(f"reading attachments from {att_store.location}")
         attachments = attach.discover(att_store, manifest.digest)
         outcome = verify_key_signatures(att_store, manifest.digest, attachments, keys, annotations=wanted,
                                         bundle_verifier=keyless.bundle if keyless else None,
