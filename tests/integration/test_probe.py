@@ -106,3 +106,15 @@ def test_probe_usage_and_reachability_errors(cli, tmp_path: Path) -> None:
     assert r.code == 2 and "OCI layout" in r.stderr
     r = cli("registry", "probe", "127.0.0.1:1/nothing:v1")
     assert r.code == 3 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bearer_token_auth(registry, cli) -> None:
+    """A front that demands Bearer tokens from its token service, as Docker Hub, GHCR and most clouds do."""
+    from tests.fault_proxy import FaultProxy
+
+    push_image(registry.host, "probe/bearer", content=b"probe bearer")
+    with FaultProxy(registry.host) as front:
+        front.require_bearer("tok-" + "y" * 24)
+        result = _probe(cli, f"{front.host}/probe/bearer:v1")
+        assert any("/token" in s.path for s in front.seen)  # a token was fetched, then used
+    assert result["auth"] == "bearer" and result["tag_list"] is True and result["referrers_api"] is False
