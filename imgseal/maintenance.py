@@ -319,7 +319,8 @@ def plan_clean(store: Store, subject: Digest, kinds: Iterable[str]) -> CleanPlan
             legacy = store.get_manifest(tag)
         except NotFoundError:
             continue
-        plan.targets.append(Target(legacy.digest, kind, (via,), tag, legacy.media_type))
+        shown = attach.Attachment(legacy, via).artifact_type if isinstance(legacy, ImageManifest) else legacy.media_type
+        plan.targets.append(Target(legacy.digest, kind, (via,), tag, shown))
     return plan
 
 

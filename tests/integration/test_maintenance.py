@@ -100,9 +100,9 @@ def _fill(registry_host: str, repo: str, tmp_path: Path) -> tuple[str, Descripto
     name = f"{registry_host}/{repo}"
     _, pub, key = make_key(tmp_path, "k")
     for fmt in ("bundle", "legacy"):
-        sign_with_key(store, name, desc, key, fmt=fmt)  # type: ignore[arg-type]
-        attest(store, name, desc, "https://example.com/custom/v1", {"team": "core"},  # type: ignore[arg-type]
-               signer=key_bundle_signer(key), key=key, fmt=fmt)  # type: ignore[arg-type]
+        sign_with_key(store, name, desc, key, fmt=fmt)
+        attest(store, name, desc, "https://example.com/custom/v1", {"team": "core"},
+               signer=key_bundle_signer(key), key=key, fmt=fmt)
     return f"{name}@{desc.digest}", desc, pub
 
 
@@ -285,3 +285,23 @@ def test_tag_listing_denied(registry, front, cli) -> None:
     assert any("tag listing denied" in n for n in plan["notes"])
     probe = json.loads(cli("registry", "probe", ref, "-o", "json").stdout)
     assert probe["tag_list"] is False
+
+
+def test_clean_an_oci_layout(cli, tmp_path: Path) -> None:
+    from imgseal.store.layout import LayoutStore
+    from signer.image import sign_with_key
+    from tests.integration.images import layout_image
+
+    desc = layout_image(tmp_path / "lay")
+    store = LayoutStore(tmp_path / "lay")
+    _, _, key = make_key(tmp_path, "k")
+    for fmt in ("bundle", "legacy"):
+        sign_with_key(store, "oci-layout", desc, key, fmt=fmt)
+    ref = f"oci-layout:{tmp_path}/lay@{desc.digest}"
+    plan = json.loads(cli("clean", ref, "--dry-run", "-o", "json").stdout)["wouldRemove"]
+    assert sorted((t["foundVia"][0], t["artifactType"]) for t in plan) == [
+        ("cosign-sig-tag", attach.SIMPLESIGNING), ("referrers-api", attach.BUNDLE_V03)]
+    r = cli("clean", ref, "--yes")
+    assert r.code == 0, r.stderr
+    assert attach.discover(LayoutStore(tmp_path / "lay"), desc.digest) == []
+    assert LayoutStore(tmp_path / "lay").has_manifest(desc.digest)

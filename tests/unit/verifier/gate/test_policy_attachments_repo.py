@@ -36,14 +36,14 @@ def _load(directory: Path, text: str) -> object:
 
 
 def test_attachments_repo_is_read_normalised_and_part_of_the_fingerprint(policy_dir: Path) -> None:
-    rule = _load(policy_dir, RULES.format(repo="sigs.example.com/team/signatures")).rules[0]  # type: ignore[attr-defined]
+    rule = _load(policy_dir, RULES.format(repo="sigs.example.com/team/signatures")).rules[0]
     assert rule.attachments_repo.name == "sigs.example.com/team/signatures"
     assert any("sigs.example.com/team/signatures" in line for line in describe_rule(rule))
     # docker's defaults apply, as for COSIGN_REPOSITORY.
-    hub = _load(policy_dir, RULES.format(repo="signatures")).rules[0]  # type: ignore[attr-defined]
+    hub = _load(policy_dir, RULES.format(repo="signatures")).rules[0]
     assert hub.attachments_repo.name == "docker.io/library/signatures"
     # Reading attachments elsewhere changes what is verified: the cache key must change too.
-    plain = _load(policy_dir, RULES.replace("    attachments_repo: {repo}\n", "")).rules[0]  # type: ignore[attr-defined]
+    plain = _load(policy_dir, RULES.replace("    attachments_repo: {repo}\n", "")).rules[0]
     assert plain.attachments_repo is None
     assert len({rule.fingerprint, hub.fingerprint, plain.fingerprint}) == 3
 
