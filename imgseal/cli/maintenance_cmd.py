@@ -131,8 +131,8 @@ def clean(
                                  "without confirmation", hint="pass --yes, or --dry-run to list them",
                                  reason="not-confirmed")
             _print_plan_to_stderr(plan)
-            if not typer.confirm(f"Delete {len(plan.targets)} artifact(s) attached to {pinned}?", default=False,
-                                 err=True):
+            if not typer.confirm(f"Delete {len(plan.targets)} artifact(s) attached to {pinned} from "
+                                 f"{att_store.location}?", default=False, err=True):
                 raise UsageError("not confirmed: nothing was deleted", reason="not-confirmed")
         outcomes = execute_clean(att_store, plan)
         refused = [o for o in outcomes if not o.removed]
