@@ -36,13 +36,13 @@ def policy_of(bundle_path: Path) -> tuple[str, str]:
 
     from cryptography import x509
 
-    from verifier.sigstore.bundle import _extension, certificate_identities
+    from verifier.sigstore.certificate import certificate_identities, extension
 
     material = json.loads(bundle_path.read_bytes())["verificationMaterial"]
     raw = material["certificate"]["rawBytes"] if "certificate" in material else \
         material["x509CertificateChain"]["certificates"][0]["rawBytes"]
     cert = x509.load_der_x509_certificate(base64.b64decode(raw))
-    issuer = _extension(cert, "1.3.6.1.4.1.57264.1.1", "1.3.6.1.4.1.57264.1.8")
+    issuer = extension(cert, "1.3.6.1.4.1.57264.1.1", "1.3.6.1.4.1.57264.1.8")
     identities = certificate_identities(cert)
     if issuer is None or not identities:
         raise SystemExit(f"{bundle_path}: certificate has no identity or issuer")

@@ -44,13 +44,8 @@ from imgseal.intoto import Statement
 from imgseal.payloads import CERTIFICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, REKOR_BUNDLE_ANNOTATION, BundleSummary
 from verifier.image import LegacyVerifier, check_bundle_statement
 from verifier.sigstore import tlog
-from verifier.sigstore.bundle import (
-    KeylessPolicy,
-    ParsedBundle,
-    _verify_certificate,
-    _verify_timestamps,
-    verify_bundle,
-)
+from verifier.sigstore.bundle import ParsedBundle, _verify_timestamps, verify_bundle
+from verifier.sigstore.certificate import KeylessPolicy, verify_certificate
 from verifier.sigstore.trust import TrustMaterial, load_trusted_root
 
 if TYPE_CHECKING:
@@ -219,7 +214,7 @@ def _verify_legacy(signed: bytes, content: tlog.MessageContent | tlog.DsseConten
     version = entry.get("apiVersion") if isinstance(entry, dict) else None
     tlog.check_entry_body(material.body, str(kind), str(version), signer, content)
 
-    identity, issuer = _verify_certificate(cert, policy, trust, times)
+    identity, issuer = verify_certificate(cert, policy, trust, times)
     return f"{identity} (issuer {issuer})"
 
 

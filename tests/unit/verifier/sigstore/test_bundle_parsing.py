@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from imgseal.errors import InvalidInputError, VerificationError
 from tests.datadir import DATA as DATA_DIR
-from verifier.sigstore.bundle import load_bundle_json, parse_bundle, verify_sct
+from verifier.sigstore.bundle import load_bundle_json, parse_bundle
+from verifier.sigstore.certificate import verify_sct
 from verifier.sigstore.trust import CtLogKey, load_trusted_root, parse_trusted_root
 
 DATA = DATA_DIR / "sigstore-conformance"
