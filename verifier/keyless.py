@@ -44,7 +44,7 @@ from imgseal.intoto import Statement
 from imgseal.payloads import CERTIFICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, REKOR_BUNDLE_ANNOTATION, BundleSummary
 from verifier.image import LegacyVerifier, check_bundle_statement
 from verifier.sigstore import tlog
-from verifier.sigstore.bundle import ParsedBundle, _verify_timestamps, verify_bundle
+from verifier.sigstore.bundle import ParsedBundle, Thresholds, _verify_timestamps, verify_bundle
 from verifier.sigstore.certificate import KeylessPolicy, verify_certificate
 from verifier.sigstore.trust import TrustMaterial, load_trusted_root
 
@@ -66,8 +66,14 @@ def load_trust(trusted_root: Path | None, staging: bool) -> TrustMaterial:
 
 
 def keyless_bundle_verifier(policy: KeylessPolicy, trust: TrustMaterial,
-                            predicate_type: str = COSIGN_SIGN_PREDICATE) -> BundleVerifier:
+                            predicate_type: str = COSIGN_SIGN_PREDICATE,
+                            thresholds: Thresholds | None = None) -> BundleVerifier:
     """A ``bundle_verifier`` for :func:`verifier.image.verify_key_signatures`.
+
+    ``thresholds`` (:class:`verifier.sigstore.bundle.Thresholds`) default to what ``trust``
+    implies: a root listing no transparency log (GitHub's Sigstore instance: Fulcio and a
+    TSA) needs a signed timestamp instead of a log entry, so such bundles verify on images
+    given that root.
 
     It returns ``(signer, statement)`` where ``signer`` names the certificate identity and
     issuer, or raises :class:`VerificationError` whose ``reason`` names the failing check
@@ -79,7 +85,8 @@ def keyless_bundle_verifier(policy: KeylessPolicy, trust: TrustMaterial,
         if summary.material == "publicKey":
             raise VerificationError("bundle is signed with a public key, not a certificate (verify it with --key)",
                                     reason="verification-material")
-        result = verify_bundle(summary.raw, policy=policy, expect_dsse=True, trusted_root=trust)
+        result = verify_bundle(summary.raw, policy=policy, expect_dsse=True, trusted_root=trust,
+                               thresholds=thresholds)
         if result.payload is None or result.payload_type is None:
             raise VerificationError("verified bundle carries no DSSE payload", reason="payload-type")
         # Judge the payload the signature was verified over, not a second parse of the bundle.

@@ -6,6 +6,11 @@ Protocol (sigstore/sigstore-conformance ``docs/cli_protocol.md``)::
         (--certificate-identity I --certificate-oidc-issuer U | --key PEM)
         [--trusted-root F] FILE_OR_sha256:DIGEST
 
+plus imgseal's own ``--tlog-threshold`` / ``--signed-timestamp-threshold`` /
+``--observer-timestamp-threshold`` (sigstore-go's ``WithTransparencyLog`` /
+``WithSignedTimestamps`` / ``WithObserverTimestamps``; by default the trusted root decides,
+see :class:`verifier.sigstore.bundle.Thresholds` and docs/keyless.md).
+
 Exit 0 when the bundle verifies; 1 when it does not; 2 for unusable input (malformed
 bundle, missing file, bad options); a one-line reason on stderr.
 """
@@ -13,11 +18,14 @@ bundle, missing file, bad options); a one-line reason on stderr.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from imgseal.cli._common import OutputFormat, emit_json, guarded, out
+
+if TYPE_CHECKING:
+    from verifier.sigstore.bundle import Thresholds
 
 
 def register(app: typer.Typer) -> None:
@@ -37,13 +45,28 @@ def register(app: typer.Typer) -> None:
         trusted_root: Annotated[Path | None, typer.Option("--trusted-root",
                                                           help="Sigstore trusted root JSON.")] = None,
         staging: Annotated[bool, typer.Option("--staging", help="Use the embedded Sigstore staging root.")] = False,
+        tlog_threshold: Annotated[int | None, typer.Option(
+            "--tlog-threshold", min=0, metavar="N",
+            help="Transparency-log entries that must verify (default: 1 if the trusted root lists a log, else 0)."
+        )] = None,
+        signed_timestamp_threshold: Annotated[int | None, typer.Option(
+            "--signed-timestamp-threshold", min=0, metavar="N",
+            help="RFC 3161 timestamps that must verify (default: 1 for certificates if the root lists no log, else 0)."
+        )] = None,
+        observer_timestamp_threshold: Annotated[int | None, typer.Option(
+            "--observer-timestamp-threshold", min=1, metavar="N",
+            help="Verified times of either kind, RFC 3161 or log SET (default 1 for certificates, 0 for keys)."
+        )] = None,
         output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")] = OutputFormat.text,
     ) -> None:
         """Verify a Sigstore bundle for a file or digest, offline (Sigstore conformance protocol)."""
 
         def run() -> None:
+            from verifier.sigstore.bundle import Thresholds
+
+            thresholds = Thresholds(tlog_threshold, signed_timestamp_threshold, observer_timestamp_threshold)
             result = _run(artifact, bundle, identity, identity_regexp, issuer, issuer_regexp, key,
-                          trusted_root, staging)
+                          trusted_root, staging, thresholds)
             if output is OutputFormat.json:
                 emit_json(result)
             else:
@@ -63,7 +86,7 @@ def _read(path: Path, what: str) -> bytes:
 
 def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str | None, issuer: str | None,
          issuer_regexp: str | None, key: Path | None, trusted_root: Path | None,
-         staging: bool) -> dict[str, object]:
+         staging: bool, thresholds: Thresholds) -> dict[str, object]:
     from imgseal.digest import Digest
     from imgseal.errors import UsageError, VerificationError
     from verifier.sigstore.bundle import (
@@ -95,7 +118,8 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
         data = _read(Path(artifact), "artifact")
         digest = Digest.of(data)
     result = verify_bundle(_read(bundle, "bundle"), policy=policy, artifact=data,
-                           artifact_digest=digest, trusted_root=trusted_root, staging=staging)
+                           artifact_digest=digest, trusted_root=trusted_root, staging=staging,
+                           thresholds=thresholds)
     if result.kind == "dsse":
         # verify_bundle leaves the statement subject to its caller: here the subject is the file.
         if result.payload is None or not statement_subject_matches(result.payload, digest):

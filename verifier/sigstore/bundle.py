@@ -81,6 +81,53 @@ class KeyPolicy:
         return cls(tuple(k if not isinstance(k, bytes) else load_public_key_pem(k) for k in keys))
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """How much independent evidence a bundle must carry; None means "follow the trusted root".
+
+    Named after sigstore-go's verifier options (``pkg/verify/signed_entity.go``):
+
+    * ``transparency_log`` — ``WithTransparencyLog(n)``: verified log entries (distinct
+      log id and index). Default: 1 when the trusted root lists a transparency log, else 0.
+    * ``signed_timestamps`` — ``WithSignedTimestamps(n)``: verified RFC 3161 timestamps from
+      a TSA of the root. Default: 1 for a certificate bundle when the root lists *no*
+      transparency log (GitHub's Sigstore instance: Fulcio and a TSA, no Rekor), else 0.
+    * ``observer_timestamps`` — ``WithObserverTimestamps(n)``: verified times of either kind
+      (RFC 3161 timestamps plus Rekor v1 SET integration times). Default: 1 for a
+      certificate bundle (its short-lived certificate must be judged at a time someone else
+      vouched for), 0 for a public-key bundle.
+
+    The defaults are the rule ``gh attestation verify`` applies to a custom trusted root
+    (cli/cli ``pkg/cmd/attestation/verification/sigstore.go`` ``newCustomVerifier``:
+    observer timestamps 1, transparency log 1 only if the root has logs). A value given
+    replaces the default, so ``transparency_log=0`` accepts a bundle without a log entry
+    even though the root lists logs: lowering is always explicit. Whatever the thresholds,
+    every timestamp and log entry the bundle does carry must verify (fail closed), and a
+    certificate bundle always needs at least one verified time.
+    """
+
+    transparency_log: int | None = None
+    signed_timestamps: int | None = None
+    observer_timestamps: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("transparency_log", "signed_timestamps", "observer_timestamps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise UsageError(f"the {name.replace('_', ' ')} threshold must be a whole number >= 0, not {value!r}")
+            if value is not None and value > MAX_TLOG_ENTRIES:
+                raise UsageError(f"the {name.replace('_', ' ')} threshold {value} is over the limit of"
+                                 f" {MAX_TLOG_ENTRIES} a bundle may carry")
+
+    def resolve(self, trust: TrustMaterial, *, certificate: bool) -> tuple[int, int, int]:
+        """``(transparency_log, signed_timestamps, observer_timestamps)`` for this root and bundle kind."""
+        has_logs = bool(trust.tlog_keys)
+        tlog_n = self.transparency_log if self.transparency_log is not None else int(has_logs)
+        signed = self.signed_timestamps if self.signed_timestamps is not None else int(certificate and not has_logs)
+        observer = self.observer_timestamps if self.observer_timestamps is not None else int(certificate)
+        return tlog_n, signed, max(observer, int(certificate))
+
+
 def load_public_key_pem(pem: bytes) -> PublicKey:
     """A PKIX PEM public key (ECDSA, RSA or Ed25519); :class:`KeyMaterialError` otherwise."""
     try:
@@ -127,6 +174,7 @@ def verify_bundle(
     trusted_root: Path | TrustMaterial | None = None,
     staging: bool = False,
     require_tlog: bool = True,
+    thresholds: Thresholds | None = None,
 ) -> VerifiedBundle:
     """Verify ``bundle_bytes`` completely, or raise.
 
@@ -136,15 +184,20 @@ def verify_bundle(
     (see :func:`statement_subject_matches`) — exactly as sigstore-python's ``verify_dsse``.
     ``expect_dsse`` True/False rejects the other content kind. ``trusted_root`` is a
     trusted-root file or parsed material; None means the embedded production (or
-    ``staging``) root. ``require_tlog=False`` accepts a public-key bundle with no
-    transparency-log entry (cosign ``--tlog-upload=false``); entries that are present are
-    always verified, and certificate bundles always need one.
+    ``staging``) root. ``thresholds`` says how many log entries and timestamps must verify
+    (:class:`Thresholds`; by default the trusted root decides: a root listing logs needs a
+    log entry, one listing none needs a signed timestamp for certificate bundles).
+    ``require_tlog=False`` is shorthand for a public-key bundle with no log entry (cosign
+    ``--tlog-upload=false``): it sets the log threshold of *public-key* bundles to 0 when
+    ``thresholds`` leaves it to the root. Entries and timestamps that are present are
+    always verified.
     """
     bundle = parse_bundle(load_bundle_json(bundle_bytes))
     trust = trusted_root if isinstance(trusted_root, TrustMaterial) else load_trusted_root(trusted_root,
                                                                                           staging=staging)
     return _verify(bundle, policy=policy, artifact=artifact, artifact_digest=artifact_digest,
-                   expect_dsse=expect_dsse, trust=trust, require_tlog=require_tlog)
+                   expect_dsse=expect_dsse, trust=trust, require_tlog=require_tlog,
+                   thresholds=thresholds or Thresholds())
 
 
 def load_bundle_json(data: bytes) -> dict[str, Any]:
@@ -402,7 +455,7 @@ def _leaf_certificate(bundle: ParsedBundle) -> x509.Certificate | None:
 
 def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes | None,
             artifact_digest: Digest | None, expect_dsse: bool | None, trust: TrustMaterial,
-            require_tlog: bool) -> VerifiedBundle:
+            require_tlog: bool, thresholds: Thresholds) -> VerifiedBundle:
     cert = _leaf_certificate(bundle)
     if cert is None and isinstance(policy, KeylessPolicy):
         raise VerificationError("bundle is signed with a public key, but a certificate identity was required"
@@ -433,25 +486,37 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
     # Who signed: the certificate's key, or the first caller key the signature verifies with.
     signer = _signer(cert, policy, content, artifact)
 
+    # How much evidence this bundle needs (Thresholds: the trusted root decides unless told).
+    if cert is None and not require_tlog and thresholds.transparency_log is None:
+        thresholds = Thresholds(0, thresholds.signed_timestamps, thresholds.observer_timestamps)
+    need_tlog, need_signed, need_observer = thresholds.resolve(trust, certificate=cert is not None)
+
     # Time: every RFC 3161 timestamp must verify against a trusted TSA.
     times = _verify_timestamps(bundle, trust, signature)
+    if len(times) < need_signed:
+        raise VerificationError(_short_of("signed timestamp", len(times), need_signed, trust), reason="timestamp")
 
     # Transparency log entries (SET times join the verified times).
     entries = bundle.tlog_entries
     if len(entries) > MAX_TLOG_ENTRIES:
         raise VerificationError(f"bundle has {len(entries)} log entries (limit {MAX_TLOG_ENTRIES})", reason="tlog")
-    if not entries and (require_tlog or cert is not None):
-        raise VerificationError("bundle has no transparency log entry", reason="tlog-missing")
+    if len({(e.log_id, e.log_index) for e in entries}) != len(entries):
+        # sigstore-go VerifyTlogEntry: a repeated entry must not count twice towards a threshold.
+        raise VerificationError("bundle repeats a transparency log entry", reason="tlog")
+    if len(entries) < need_tlog:
+        raise VerificationError(_short_of("transparency log entr", len(entries), need_tlog, trust),
+                                reason="tlog-missing")
     for entry in entries:
         set_time = _verify_entry(entry, trust, signer, content, times)
         if set_time is not None:
             times.append(set_time)
+    if len(times) < need_observer:
+        raise VerificationError(_short_of("verified time", len(times), need_observer, trust) +
+                                " (signed timestamps and log integration times count)", reason="timestamp")
 
     identity = issuer = None
     if cert is not None:
-        if not times:
-            raise VerificationError("no verified signing time (no signed timestamp and no SET)", reason="timestamp")
-        assert isinstance(policy, KeylessPolicy)
+        assert isinstance(policy, KeylessPolicy) and times  # need_observer >= 1 for certificates
         identity, issuer = verify_certificate(cert, policy, trust, times)
 
     if cert is not None:
@@ -476,6 +541,13 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
         tlog_entries=len(entries),
         artifact_digest=digest_text,
     )
+
+
+def _short_of(what: str, have: int, need: int, trust: TrustMaterial) -> str:
+    """A threshold's one-line failure, saying which rule set it (the trusted root, or the caller)."""
+    noun = (what + ("ies" if have != 1 else "y")) if what.endswith("entr") else what + ("s" if have != 1 else "")
+    logs = "lists transparency logs" if trust.tlog_keys else "lists no transparency log"
+    return f"bundle has {have} {noun}, {need} required (the trusted root {logs})"
 
 
 def _message_content(ms: MessageSignature, artifact: bytes | None, artifact_digest: Digest | None) -> MessageContent:
