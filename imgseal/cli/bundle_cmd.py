@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
     @app.command("verify-bundle")
     def verify_bundle_cmd(
         artifact: Annotated[str, typer.Argument(metavar="FILE_OR_sha256:DIGEST",
-                                                help="The signed file, or its digest as sha256:<hex>.")],
+                                                help="The signed file, or its digest as sha256:<hex>"
+                                                " or sha512:<hex>.")],
         bundle: Annotated[Path, typer.Option("--bundle", help="Sigstore bundle (JSON) to verify.")],
         identity: Annotated[str | None, typer.Option("--certificate-identity",
                                                      help="Expected signer identity.")] = None,
@@ -88,10 +89,12 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
          issuer_regexp: str | None, key: Path | None, trusted_root: Path | None,
          staging: bool, thresholds: Thresholds) -> dict[str, object]:
     from imgseal.digest import Digest
-    from imgseal.errors import UsageError, VerificationError
+    from imgseal.errors import InvalidInputError, UsageError, VerificationError
     from verifier.sigstore.bundle import (
         KeylessPolicy,
         KeyPolicy,
+        artifact_digests_needed,
+        hash_artifact,
         load_public_key_pem,
         statement_subject_matches,
         verify_bundle,
@@ -111,19 +114,28 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
     else:
         raise UsageError("give --key, or --certificate-identity and --certificate-oidc-issuer")
 
+    raw = _read(bundle, "bundle")
     data: bytes | None = None
+    given: Digest | None = None
     if artifact.startswith(("sha256:", "sha512:")):
-        digest = Digest.parse(artifact)
+        given = Digest.parse(artifact)
+        digests = {given.algorithm: given.hex}
     else:
-        data = _read(Path(artifact), "artifact")
-        digest = Digest.of(data)
-    result = verify_bundle(_read(bundle, "bundle"), policy=policy, artifact=data,
-                           artifact_digest=digest, trusted_root=trusted_root, staging=staging,
-                           thresholds=thresholds)
+        # One streaming pass over the file with every algorithm the bundle names
+        # (sha512-only npm subjects, sha384 message digests); bytes kept only when needed.
+        algorithms, keep = artifact_digests_needed(raw)
+        try:
+            with Path(artifact).open("rb") as stream:
+                digests, data = hash_artifact(stream, algorithms, keep=keep)
+        except OSError as e:
+            raise InvalidInputError(f"cannot read artifact {artifact}: {e.strerror or e}") from e
+    result = verify_bundle(raw, policy=policy, artifact=data, artifact_digest=given,
+                           trusted_root=trusted_root, staging=staging, thresholds=thresholds)
     if result.kind == "dsse":
         # verify_bundle leaves the statement subject to its caller: here the subject is the file.
-        if result.payload is None or not statement_subject_matches(result.payload, digest):
-            raise VerificationError(f"the attestation's subjects do not include {digest}", reason="subject")
+        if result.payload is None or not statement_subject_matches(result.payload, digests):
+            named = ", ".join(f"{a}:{h}" for a, h in digests.items())
+            raise VerificationError(f"the attestation's subjects do not include {named}", reason="subject")
     return {
         "ok": True,
         "kind": result.kind,

@@ -6,6 +6,11 @@
 //                   (--identity I --issuer U | --key PUBLIC_KEY.pem)
 //                   (--artifact FILE | --digest sha256:HEX)
 //                   [--tlog-threshold N] [--ctlog-threshold N] [--timestamp-threshold N]
+//                   [--any-payload]
+//
+// --digest also takes sha384:HEX / sha512:HEX (in-toto subjects named by those algorithms);
+// --any-payload checks a DSSE envelope's signature without reading its payload as a
+// statement (bundles whose payload is not in-toto).
 //
 // Exit 0 and "OK: ..." when verified; exit 1 and "FAIL: <reason>" otherwise; exit 2 on a
 // usage error or an unreadable input file. Always exactly one line on stdout.
@@ -56,7 +61,9 @@ function parseArgs(argv) {
       if (value === undefined) throw new Usage(`${flag} needs a value`);
       i++;
     }
-    if (flag in valueFlags) {
+    if (flag === '--any-payload') {
+      opts.anyPayload = true;
+    } else if (flag in valueFlags) {
       opts[valueFlags[flag]] = value;
     } else if (flag in countFlags) {
       if (!/^\d+$/.test(value)) throw new Usage(`${flag} needs a non-negative integer, got ${value}`);
@@ -65,6 +72,7 @@ function parseArgs(argv) {
       throw new Usage(`unknown argument ${JSON.stringify(flag)}`);
     }
   }
+  if (opts.anyPayload === undefined) opts.anyPayload = false;
   if (!opts.bundle) throw new Usage('--bundle is required');
   if (!opts.trustedRoot) throw new Usage('--trusted-root is required');
   const keyless = opts.identity !== undefined || opts.issuer !== undefined;
@@ -94,15 +102,22 @@ function parseJSON(bytes, what) {
   }
 }
 
-// The one digest the artifact is known by: either computed from the file or given.
+// The digests the artifact is known by: computed from the file (sha256, sha384, sha512) or
+// the one given. `digest` is the sha256 one (message signatures), when known.
 function artifactDigest(opts) {
   if (opts.artifact !== undefined) {
     const bytes = readInput(opts.artifact, 'artifact');
-    return { bytes, digest: createHash('sha256').update(bytes).digest() };
+    const digests = {};
+    for (const alg of ['sha256', 'sha384', 'sha512']) digests[alg] = createHash(alg).update(bytes).digest();
+    return { bytes, digest: digests.sha256, digests };
   }
-  const m = /^sha256:([0-9a-f]{64})$/.exec(opts.digest);
-  if (!m) throw new Usage(`--digest must be sha256:<64 lowercase hex>, got ${opts.digest}`);
-  return { bytes: undefined, digest: Buffer.from(m[1], 'hex') };
+  const m = /^(sha256|sha384|sha512):([0-9a-f]+)$/.exec(opts.digest);
+  const sizes = { sha256: 64, sha384: 96, sha512: 128 };
+  if (!m || m[2].length !== sizes[m[1]]) {
+    throw new Usage(`--digest must be sha256:, sha384: or sha512: with lowercase hex, got ${opts.digest}`);
+  }
+  const value = Buffer.from(m[2], 'hex');
+  return { bytes: undefined, digest: m[1] === 'sha256' ? value : undefined, digests: { [m[1]]: value } };
 }
 
 const CURVES = { prime256v1: p256, secp384r1: p384, secp521r1: p521 };
@@ -123,16 +138,21 @@ function verifyPrehashed(key, digest, signature) {
   }
 }
 
-function checkStatementSubject(bundle, digest) {
+// A subject names the artifact when an algorithm both list agrees and none disagrees.
+function checkStatementSubject(bundle, digests) {
   const env = bundle.content.dsseEnvelope;
   if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
     throw new Failure(`DSSE payloadType is ${env.payloadType}, not ${IN_TOTO_PAYLOAD_TYPE}`);
   }
   const statement = parseJSON(Buffer.from(env.payload), 'DSSE payload');
   const subjects = Array.isArray(statement?.subject) ? statement.subject : [];
-  const hex = digest.toString('hex');
-  if (!subjects.some((s) => typeof s?.digest?.sha256 === 'string' && s.digest.sha256.toLowerCase() === hex)) {
-    throw new Failure(`no in-toto subject has digest sha256:${hex}`);
+  const names = (s) => {
+    const shared = Object.keys(digests).filter((alg) => typeof s?.digest?.[alg] === 'string');
+    return shared.length > 0 && shared.every((alg) => s.digest[alg].toLowerCase() === digests[alg].toString('hex'));
+  };
+  if (!subjects.some(names)) {
+    const given = Object.entries(digests).map(([alg, v]) => `${alg}:${v.toString('hex')}`).join(', ');
+    throw new Failure(`no in-toto subject has digest ${given}`);
   }
 }
 
@@ -143,7 +163,7 @@ function escapeRegExp(s) {
 function run(opts) {
   const rawBundle = parseJSON(readInput(opts.bundle, 'bundle'), 'bundle');
   const rawRoot = parseJSON(readInput(opts.trustedRoot, 'trusted root'), 'trusted root');
-  const { bytes, digest } = artifactDigest(opts);
+  const { bytes, digest, digests } = artifactDigest(opts);
 
   let bundle;
   try {
@@ -182,6 +202,7 @@ function run(opts) {
 
   const entity = toSignedEntity(bundle, bytes);
   if (bundle.content.$case === 'messageSignature') {
+    if (digest === undefined) throw new Usage('a message signature needs --artifact or a sha256 --digest');
     const declared = bundle.content.messageSignature.messageDigest?.digest;
     if (declared && !Buffer.from(declared).equals(digest)) {
       throw new Failure('bundle message digest does not match the artifact');
@@ -190,8 +211,8 @@ function run(opts) {
       const signature = Buffer.from(bundle.content.messageSignature.signature);
       entity.signature.verifySignature = (key) => verifyPrehashed(key, digest, signature);
     }
-  } else {
-    checkStatementSubject(bundle, digest);
+  } else if (!opts.anyPayload) {
+    checkStatementSubject(bundle, digests);
   }
 
   const verifier = new Verifier(toTrustMaterial(root, keyFinder), {

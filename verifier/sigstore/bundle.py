@@ -31,11 +31,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, BinaryIO, Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -234,17 +234,68 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
-def statement_subject_matches(payload: bytes, digest: Digest) -> bool:
-    """True when an in-toto Statement ``payload`` has a subject with ``digest``."""
+SUBJECT_HASHES: Final = ("sha256", "sha384", "sha512")
+"""The digest algorithms an artifact is hashed with to match a statement subject or a message digest."""
+
+
+def statement_subject_matches(payload: bytes, digest: Digest | Mapping[str, str]) -> bool:
+    """True when an in-toto Statement ``payload`` has a subject naming the artifact.
+
+    ``digest`` is one :class:`Digest` or the artifact's digests by algorithm (``{"sha512":
+    hex, ...}``). A subject names the artifact when at least one algorithm both list agrees
+    and none of them disagrees (npm provenance and many sigstore-js statements give
+    ``sha512`` alone; GitHub's give ``sha256``).
+    """
+    have = {digest.algorithm: digest.hex} if isinstance(digest, Digest) else dict(digest)
+    for subject_digests in statement_subject_digests(payload):
+        shared = [alg for alg in have if isinstance(subject_digests.get(alg), str)]
+        if shared and all(subject_digests[alg].lower() == have[alg] for alg in shared):
+            return True
+    return False
+
+
+def statement_subject_digests(payload: bytes) -> list[dict[str, Any]]:
+    """The ``digest`` maps of an in-toto Statement's subjects (empty when it is not one)."""
     try:
         stmt = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
-        return False
+        return []
     subjects = stmt.get("subject") if isinstance(stmt, dict) else None
     if not isinstance(subjects, list):
-        return False
-    return any(isinstance(s, dict) and isinstance(s.get("digest"), dict)
-               and s["digest"].get(digest.algorithm) == digest.hex for s in subjects)
+        return []
+    return [s["digest"] for s in subjects if isinstance(s, dict) and isinstance(s.get("digest"), dict)]
+
+
+def artifact_digests_needed(bundle_bytes: bytes) -> tuple[tuple[str, ...], bool]:
+    """Which digests of the artifact checking this bundle takes, and whether the bytes are needed too.
+
+    A DSSE bundle needs the algorithms its statement's subjects use (of
+    :data:`SUBJECT_HASHES`) and not the bytes; a message signature needs the bytes alone
+    (:func:`verify_bundle` hashes them with the bundle's algorithm, and an Ed25519
+    signature cannot be checked from a digest). A bundle that does not parse asks for the
+    bytes: :func:`verify_bundle` then reports the real error.
+    """
+    try:
+        bundle = parse_bundle(load_bundle_json(bundle_bytes))
+    except InvalidInputError:
+        return (), True
+    if bundle.dsse_envelope is None:
+        return (), True
+    used = {alg for d in statement_subject_digests(bundle.dsse_envelope.payload) for alg in d}
+    return tuple(a for a in SUBJECT_HASHES if a in used) or ("sha256",), False
+
+
+def hash_artifact(stream: BinaryIO, algorithms: Sequence[str], *, keep: bool = False,
+                  chunk_size: int = 1 << 20) -> tuple[dict[str, str], bytes | None]:
+    """Hash ``stream`` once, in one pass, with every one of ``algorithms``; keep the bytes if asked."""
+    hashers = {a: hashlib.new(a) for a in algorithms if a in SUBJECT_HASHES}
+    kept: list[bytes] | None = [] if keep else None
+    while chunk := stream.read(chunk_size):
+        for h in hashers.values():
+            h.update(chunk)
+        if kept is not None:
+            kept.append(chunk)
+    return {a: h.hexdigest() for a, h in hashers.items()}, (b"".join(kept) if kept is not None else None)
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -287,11 +338,15 @@ class TlogEntry:
     canonicalized_body: bytes
     integrated_time: int | None
     signed_entry_timestamp: bytes | None  # the inclusion promise (SET), Rekor v1
-    proof_log_index: int
+    proof_log_index: int | None  # None: no inclusion proof (bundle v0.1 may carry only the SET)
     proof_tree_size: int
     proof_root_hash: bytes
     proof_hashes: tuple[bytes, ...]
     checkpoint: str | None
+
+    @property
+    def has_proof(self) -> bool:
+        return self.proof_log_index is not None
 
 
 @dataclass(frozen=True)
@@ -356,7 +411,11 @@ def _parse_bundle(doc: dict[str, Any]) -> ParsedBundle:
         for i, item in enumerate(_list(chain.get("certificates"), f"{where}.certificates")):
             cert = _fields(item, f"{where}.certificates[{i}]", ("rawBytes",))
             certificates.append(_bytes(cert["rawBytes"], f"{where}.certificates[{i}].rawBytes"))
-    entries = tuple(_parse_entry(e, f"verificationMaterial.tlogEntries[{i}]")
+    # Bundle v0.1 requires only the inclusion promise (SET); v0.2 and later require the proof
+    # (protobuf-specs sigstore_bundle.proto, VerificationMaterial.tlog_entries). npm still
+    # serves many v0.1 bundles with a SET alone.
+    proof_optional = media_type == "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    entries = tuple(_parse_entry(e, f"verificationMaterial.tlogEntries[{i}]", proof_optional=proof_optional)
                     for i, e in enumerate(_list(vm.get("tlogEntries"), "verificationMaterial.tlogEntries")))
     stamps: list[bytes] = []
     if "timestampVerificationData" in vm:
@@ -391,9 +450,14 @@ def _parse_bundle(doc: dict[str, Any]) -> ParsedBundle:
     return ParsedBundle(media_type, material, tuple(certificates), entries, tuple(stamps), message, dsse)
 
 
-def _parse_entry(obj: Any, where: str) -> TlogEntry:
-    e = _fields(obj, where, ("logIndex", "logId", "kindVersion", "inclusionProof", "canonicalizedBody"),
-                ("integratedTime", "inclusionPromise"))
+def _parse_entry(obj: Any, where: str, *, proof_optional: bool = False) -> TlogEntry:
+    e = _fields(obj, where, ("logIndex", "logId", "kindVersion", "canonicalizedBody"),
+                ("integratedTime", "inclusionPromise", "inclusionProof"))
+    if "inclusionProof" not in e:
+        if not proof_optional:
+            raise _Malformed(f"{where}.inclusionProof: field required")
+        if "inclusionPromise" not in e:
+            raise _Malformed(f"{where}: an entry needs an inclusion proof or an inclusion promise")
     log_id = _fields(e["logId"], f"{where}.logId", ("keyId",))
     kv = _fields(e["kindVersion"], f"{where}.kindVersion", ("kind", "version"))
     set_sig = None
@@ -401,6 +465,16 @@ def _parse_entry(obj: Any, where: str) -> TlogEntry:
         promise = _fields(e["inclusionPromise"], f"{where}.inclusionPromise", ("signedEntryTimestamp",))
         set_sig = _bytes(promise["signedEntryTimestamp"], f"{where}.inclusionPromise.signedEntryTimestamp")
     pw = f"{where}.inclusionProof"
+    if "inclusionProof" not in e:
+        return TlogEntry(
+            log_index=_uint64(e["logIndex"], f"{where}.logIndex"),
+            log_id=_bytes(log_id["keyId"], f"{where}.logId.keyId"),
+            kind=_str(kv["kind"], f"{where}.kindVersion.kind"),
+            version=_str(kv["version"], f"{where}.kindVersion.version"),
+            canonicalized_body=_bytes(e["canonicalizedBody"], f"{where}.canonicalizedBody"),
+            integrated_time=_uint64(e["integratedTime"], f"{where}.integratedTime") if "integratedTime" in e else None,
+            signed_entry_timestamp=set_sig, proof_log_index=None, proof_tree_size=0, proof_root_hash=b"",
+            proof_hashes=(), checkpoint=None)
     proof = _fields(e["inclusionProof"], pw, ("logIndex", "rootHash", "treeSize"), ("hashes", "checkpoint"))
     proof_index = _uint64(proof["logIndex"], f"{pw}.logIndex")
     tree_size = _uint64(proof["treeSize"], f"{pw}.treeSize")
@@ -672,11 +746,18 @@ def _verify_entry(entry: TlogEntry, trust: TrustMaterial, signer: Signer, conten
         if not log_key.valid_at(t):
             raise VerificationError(f"log key was not valid at {t.isoformat()} (trusted root validity window)",
                                     reason="tlog-key")
-    if entry.checkpoint is None:
-        raise VerificationError("log entry's inclusion proof has no checkpoint", reason="inclusion-proof")
-    tlog.verify_inclusion_proof(body=body, index=entry.proof_log_index, tree_size=entry.proof_tree_size,
-                                proof=entry.proof_hashes, root=entry.proof_root_hash)
-    tlog.verify_checkpoint(log_key, entry.checkpoint, tree_size=entry.proof_tree_size,
-                           root_hash=entry.proof_root_hash)
+    if entry.proof_log_index is None:
+        # Bundle v0.1 with the promise alone (the parser admits it for v0.1 only): the
+        # verified SET is the log's signed commitment to include the entry.
+        if set_time is None:
+            raise VerificationError("log entry has neither an inclusion proof nor a verified promise",
+                                    reason="inclusion-proof")
+    else:
+        if entry.checkpoint is None:
+            raise VerificationError("log entry's inclusion proof has no checkpoint", reason="inclusion-proof")
+        tlog.verify_inclusion_proof(body=body, index=entry.proof_log_index, tree_size=entry.proof_tree_size,
+                                    proof=entry.proof_hashes, root=entry.proof_root_hash)
+        tlog.verify_checkpoint(log_key, entry.checkpoint, tree_size=entry.proof_tree_size,
+                               root_hash=entry.proof_root_hash)
     tlog.check_entry_body(body, kind, version, signer, content)
     return set_time

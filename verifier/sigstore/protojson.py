@@ -1,10 +1,11 @@
 """Reading protobuf JSON (proto3 JSON mapping) strictly: the rules Sigstore's messages need.
 
 Shared by the bundle parser (verifier.sigstore.bundle) and the trusted-root parser
-(verifier.sigstore.trust). Both apply what sigstore-python's models applied: unknown members
-refused, required ones present, snake_case names accepted as proto3 JSON parsers accept them,
-``null`` read as absent, ``bytes`` as standard or URL-safe base64, 64-bit integers as decimal
-strings (or JSON numbers) within the unsigned 64-bit domain.
+(verifier.sigstore.trust). Both apply what sigstore-python's models applied: required members
+present, unknown ones refused (the trusted-root parser ignores them instead), snake_case
+names accepted as proto3 JSON parsers accept them, ``null`` read as absent, ``bytes`` as
+standard or URL-safe base64, 64-bit integers as decimal strings (or JSON numbers) within the
+unsigned 64-bit domain.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ def camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-def fields(obj: Any, where: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:
-    """The members of a message as {camelName: value}; refuse unknown and missing ones.
+def fields(obj: Any, where: str, required: Iterable[str], optional: Iterable[str] = (), *,
+           ignore_unknown: bool = False) -> dict[str, Any]:
+    """The members of a message as {camelName: value}; refuse missing ones, and unknown ones
+    unless ``ignore_unknown`` (the proto3 JSON parser option that readers of newer
+    documents use, protojson ``DiscardUnknown``).
 
     A member given twice (both spellings) is refused. ``null`` is the same as absent.
     """
@@ -41,6 +45,8 @@ def fields(obj: Any, where: str, required: Iterable[str], optional: Iterable[str
     for key, value in obj.items():
         name = key if key in allowed else camel(key)
         if name not in allowed:
+            if ignore_unknown:
+                continue
             raise ProtoJsonError(f"{where}.{key}: unknown field")
         if name in out:
             raise ProtoJsonError(f"{where}.{name}: given twice")

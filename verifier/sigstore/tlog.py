@@ -440,10 +440,24 @@ def _check_hashedrekord_v002(spec: Any, signer: Signer, signature: bytes, algori
     verifier = _get(entry, "signature", "verifier")
     if _get(verifier, "keyDetails") != signer.key_details():
         raise _body_error("verifier key details differ")
+    # The entry must record the bundle's own verification material: the leaf certificate for
+    # a certificate bundle, the key for a public-key bundle. sigstore-go rebuilds the expected
+    # entry from the bundle (pkg/verify/tlog.go reconstructV2EntryHash: the leaf certificate's
+    # raw bytes when the bundle has one) and sigstore-python compares with an entry built from
+    # the signing certificate (verify/verifier.py _validate_hashedrekord_v002_entry_body), so an
+    # entry that records a public key never matches a certificate bundle, even the
+    # certificate's own key: the log then vouches for a key, not for the identity Fulcio bound
+    # to it. sigstore-js compares only signature and digest and accepts such entries.
+    recorded_cert = _b64(_get(verifier, "x509Certificate", "rawBytes"))
+    recorded_key = _b64(_get(verifier, "publicKey", "rawBytes"))
     if signer.certificate is not None:
-        recorded = _b64(_get(verifier, "x509Certificate", "rawBytes"))
+        if recorded_cert is None and recorded_key is not None:
+            whose = "the certificate's key" if recorded_key == spki_der(signer.key) else "a different key"
+            raise _body_error(f"the Rekor v2 entry records a public key ({whose}), but the bundle carries a"
+                              " certificate; the entry must record the certificate")
+        recorded = recorded_cert
     else:
-        recorded = _b64(_get(verifier, "publicKey", "rawBytes"))
+        recorded = recorded_key
     if recorded != signer.der():
         raise _body_error("signing key/certificate differs")
 

@@ -30,16 +30,6 @@ from verifier.sigstore.tlog import LogKey, PublicKey
 
 MAX_TRUSTED_ROOT_BYTES: Final = 4 << 20
 TRUSTED_ROOT_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
-# protobuf-specs sigstore_common.proto HashAlgorithm / PublicKeyDetails (the names a root may use).
-_HASH_ALGORITHMS: Final = frozenset({"SHA2_256", "SHA2_384", "SHA2_512", "SHA3_256", "SHA3_384"})
-_KEY_DETAILS: Final = frozenset({
-    "PKCS1_RSA_PKCS1V5", "PKCS1_RSA_PSS", "PKIX_RSA_PKCS1V5", "PKIX_RSA_PSS",
-    "PKIX_RSA_PKCS1V15_2048_SHA256", "PKIX_RSA_PKCS1V15_3072_SHA256", "PKIX_RSA_PKCS1V15_4096_SHA256",
-    "PKIX_RSA_PSS_2048_SHA256", "PKIX_RSA_PSS_3072_SHA256", "PKIX_RSA_PSS_4096_SHA256",
-    "PKIX_ECDSA_P256_HMAC_SHA_256", "PKIX_ECDSA_P256_SHA_256", "PKIX_ECDSA_P384_SHA_384",
-    "PKIX_ECDSA_P521_SHA_512", "PKIX_ED25519", "PKIX_ED25519_PH", "PKIX_ECDSA_P384_SHA_256",
-    "PKIX_ECDSA_P521_SHA_256", "LMS_SHA256", "LMOTS_SHA256", "ML_DSA_65", "ML_DSA_87",
-})
 
 
 @dataclass(frozen=True)
@@ -91,12 +81,18 @@ def _load_key(raw: bytes, what: str) -> PublicKey:
     return key
 
 
-# protobuf JSON readers shared with the bundle parser (verifier.sigstore.protojson).
+# protobuf JSON readers shared with the bundle parser (verifier.sigstore.protojson). A trusted root is
+# read by the proto3 JSON rules its producers follow (protobuf-specs sigstore_trustroot.proto):
+# unknown members are ignored (a newer root may add some) and every member is optional;
+# what verification cannot do without is refused by name below.
 _Bad = protojson.ProtoJsonError
-_obj = protojson.fields
 _str = protojson.string
 _list = protojson.array
 _b64 = protojson.b64
+
+
+def _obj(obj: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return protojson.fields(obj, where, required, optional, ignore_unknown=True)
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -115,57 +111,62 @@ def _time(value: Any, where: str) -> datetime:
     return when.astimezone(UTC)
 
 
-def _time_range(value: Any, where: str) -> tuple[datetime, datetime | None]:
-    r = _obj(value, where, ("start",), ("end",))
-    return _time(r["start"], f"{where}.start"), _time(r["end"], f"{where}.end") if "end" in r else None
+def _time_range(value: Any, where: str) -> tuple[datetime | None, datetime | None]:
+    r = _obj(value, where, (), ("start", "end"))
+    return (_time(r["start"], f"{where}.start") if "start" in r else None,
+            _time(r["end"], f"{where}.end") if "end" in r else None)
 
 
-def _public_key(value: Any, where: str) -> tuple[bytes | None, str, tuple[datetime, datetime | None] | None]:
-    pk = _obj(value, where, ("keyDetails",), ("rawBytes", "validFor"))
-    details = _str(pk["keyDetails"], f"{where}.keyDetails")
-    if details not in _KEY_DETAILS:
-        raise _Bad(f"{where}.keyDetails: unknown key type {details[:40]!r}")
+def _public_key(value: Any, where: str) -> tuple[bytes | None, str, tuple[datetime | None, datetime | None] | None]:
+    pk = _obj(value, where, (), ("keyDetails", "rawBytes", "validFor"))
+    # An unknown or missing key type is kept as given: a CT key of a type we cannot use is
+    # skipped when SCTs are checked, and a log key is loaded from its DER alone.
+    details = _str(pk["keyDetails"], f"{where}.keyDetails") if "keyDetails" in pk else ""
     raw = _b64(pk["rawBytes"], f"{where}.rawBytes") if "rawBytes" in pk else None
     valid = _time_range(pk["validFor"], f"{where}.validFor") if "validFor" in pk else None
     return raw, details, valid
 
 
-def _log(value: Any, where: str) -> tuple[bytes | None, str, tuple[datetime, datetime | None] | None, bytes, str]:
-    t = _obj(value, where, ("baseUrl", "hashAlgorithm", "publicKey", "logId"), ("checkpointKeyId", "operator"))
-    base_url = _str(t["baseUrl"], f"{where}.baseUrl")
-    if _str(t["hashAlgorithm"], f"{where}.hashAlgorithm") not in _HASH_ALGORITHMS:
-        raise _Bad(f"{where}.hashAlgorithm: unknown algorithm")
-    raw, details, valid = _public_key(t["publicKey"], f"{where}.publicKey")
-    log_id = _b64(_obj(t["logId"], f"{where}.logId", ("keyId",))["keyId"], f"{where}.logId.keyId")
-    if "checkpointKeyId" in t:
-        _b64(_obj(t["checkpointKeyId"], f"{where}.checkpointKeyId", ("keyId",))["keyId"],
-             f"{where}.checkpointKeyId.keyId")
-    if "operator" in t:
-        _str(t["operator"], f"{where}.operator")
+def _log(value: Any, where: str) -> tuple[bytes | None, str, tuple[datetime | None, datetime | None] | None,
+                                          bytes | None, str]:
+    t = _obj(value, where, (), ("baseUrl", "hashAlgorithm", "publicKey", "logId", "checkpointKeyId", "operator"))
+    base_url = _str(t["baseUrl"], f"{where}.baseUrl") if "baseUrl" in t else ""
+    if "hashAlgorithm" in t:
+        _str(t["hashAlgorithm"], f"{where}.hashAlgorithm")
+    raw, details, valid = _public_key(t.get("publicKey", {}), f"{where}.publicKey")
+    log_id = None
+    if "logId" in t:
+        log_id = _b64(_obj(t["logId"], f"{where}.logId", ("keyId",))["keyId"], f"{where}.logId.keyId")
     return raw, details, valid, log_id, base_url
 
 
-def _authority(value: Any, where: str, source: str) -> tuple[list[x509.Certificate], datetime, datetime | None]:
-    ca = _obj(value, where, ("subject", "certChain", "validFor"), ("uri", "operator"))
-    subject = _obj(ca["subject"], f"{where}.subject", ("organization", "commonName"))
-    for name, item in subject.items():
-        _str(item, f"{where}.subject.{name}")
-    for name in ("uri", "operator"):
-        if name in ca:
-            _str(ca[name], f"{where}.{name}")
-    chain = _obj(ca["certChain"], f"{where}.certChain", (), ("certificates",))
+def _authority(value: Any, where: str, source: str) -> tuple[list[x509.Certificate], datetime | None, datetime | None]:
+    ca = _obj(value, where, (), ("subject", "certChain", "validFor", "uri", "operator"))
+    if "subject" in ca:
+        for name, item in _obj(ca["subject"], f"{where}.subject", (), ("organization", "commonName")).items():
+            _str(item, f"{where}.subject.{name}")
+    chain = _obj(ca.get("certChain", {}), f"{where}.certChain", (), ("certificates",))
     raws = [_b64(_obj(c, f"{where}.certChain.certificates[{i}]", ("rawBytes",))["rawBytes"],
                  f"{where}.certChain.certificates[{i}].rawBytes")
             for i, c in enumerate(_list(chain.get("certificates"), f"{where}.certChain.certificates"))]
-    start, end = _time_range(ca["validFor"], f"{where}.validFor")
+    if not raws:
+        # Nothing to chain to: refuse rather than list an authority that can never verify.
+        raise _Bad(f"{where}.certChain: no certificates")
+    start, end = _time_range(ca["validFor"], f"{where}.validFor") if "validFor" in ca else (None, None)
     return _certs(raws, source), start, end
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_trusted_root(data: bytes, *, source: str = "trusted root") -> TrustMaterial:
     """Parse trusted-root JSON; raise :class:`InvalidInputError` naming what is wrong.
 
     Read straight from JSON: sigstore-python's pydantic models cost ~0.3 s of imports per
-    run for this one document. They enforced the rules :func:`_obj` applies.
+    run for this one document. The proto3 JSON rules apply (unknown members ignored, every
+    member optional); refused are a wrong media type, malformed values, a transparency log
+    without a key or log id, a validity window without its start, an authority without
+    certificates, and a root that lists no authority and no log at all.
     """
     if len(data) > MAX_TRUSTED_ROOT_BYTES:
         raise InvalidInputError(f"{source}: larger than {MAX_TRUSTED_ROOT_BYTES} bytes")
@@ -174,33 +175,41 @@ def parse_trusted_root(data: bytes, *, source: str = "trusted root") -> TrustMat
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidInputError(f"{source} is not a valid trusted root: not JSON: {e}"[:250]) from e
     try:
-        root = _obj(doc, "trustedRoot", ("mediaType", "tlogs", "certificateAuthorities", "ctlogs"),
-                    ("timestampAuthorities",))
+        root = _obj(doc, "trustedRoot", ("mediaType",),
+                    ("tlogs", "certificateAuthorities", "ctlogs", "timestampAuthorities"))
         media_type = _str(root["mediaType"], "mediaType")
         if media_type != TRUSTED_ROOT_MEDIA_TYPE:
             raise InvalidInputError(f"{source}: unsupported media type {media_type[:80]!r}")
         tlog_keys: list[LogKey] = []
-        for i, item in enumerate(_list(root["tlogs"], "tlogs")):
+        for i, item in enumerate(_list(root.get("tlogs"), "tlogs")):
             raw, _, valid, log_id, base_url = _log(item, f"tlogs[{i}]")
-            if not raw or valid is None:
-                # A key without a validity start cannot be bounded in time: refuse it
-                # (conformance case trust-root-tlog-missing-validity-start_fail).
-                raise InvalidInputError(f"{source}: tlog {i} has no public key or no validity window")
-            tlog_keys.append(LogKey(log_id=log_id, key=_load_key(raw, f"tlog {i}"), valid_from=valid[0],
-                                    valid_until=valid[1], base_url=base_url))
+            if not raw or log_id is None:
+                raise InvalidInputError(f"{source}: tlog {i} has no public key or no log id")
+            # PublicKey.valid_for is optional (protobuf-specs sigstore_common.proto): absent,
+            # the key is not bounded in time (as sigstore-js reads it; sigstore-go refuses
+            # such a root). A TimeRange that is present must have its start: refuse one
+            # without (conformance case trust-root-tlog-missing-validity-start_fail).
+            if valid is not None and valid[0] is None:
+                raise InvalidInputError(f"{source}: tlog {i} has a validity window without a start")
+            tlog_keys.append(LogKey(log_id=log_id, key=_load_key(raw, f"tlog {i}"),
+                                    valid_from=valid[0] if valid and valid[0] else _EPOCH,
+                                    valid_until=valid[1] if valid else None, base_url=base_url))
         ct_keys: list[CtLogKey] = []
-        for i, item in enumerate(_list(root["ctlogs"], "ctlogs")):
+        for i, item in enumerate(_list(root.get("ctlogs"), "ctlogs")):
             raw, details, valid, _, _ = _log(item, f"ctlogs[{i}]")
             if raw:
                 ct_keys.append(CtLogKey(raw, details, valid[0] if valid else None, valid[1] if valid else None))
         fulcio: list[x509.Certificate] = []
-        for i, item in enumerate(_list(root["certificateAuthorities"], "certificateAuthorities")):
+        for i, item in enumerate(_list(root.get("certificateAuthorities"), "certificateAuthorities")):
             fulcio.extend(_authority(item, f"certificateAuthorities[{i}]", source)[0])
-        tsas = tuple(TimestampAuthority(tuple(chain), start, end) for chain, start, end in (
+        tsas = tuple(TimestampAuthority(tuple(chain), start or _EPOCH, end) for chain, start, end in (
             _authority(item, f"timestampAuthorities[{i}]", source)
             for i, item in enumerate(_list(root.get("timestampAuthorities"), "timestampAuthorities"))))
     except _Bad as e:
         raise InvalidInputError(f"{source} is not a valid trusted root: {e}"[:300]) from None
+    if not fulcio and not tlog_keys and not tsas:
+        raise InvalidInputError(f"{source}: lists no certificate authority, transparency log or timestamp"
+                                " authority, so nothing can verify against it")
     return TrustMaterial(tuple(tlog_keys), tuple(fulcio), tsas, tuple(ct_keys), source)
 
 

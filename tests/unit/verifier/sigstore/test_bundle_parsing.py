@@ -81,14 +81,37 @@ def test_base64_forms_and_snake_case_names_are_protobuf_json() -> None:
 
 
 def test_trusted_root_rules() -> None:
+    """proto3 JSON: unknown members ignored, optional ones optional; what verification needs, refused by name."""
     good = json.loads((DATA / "intoto-with-custom-trust-root" / "trusted_root.json").read_bytes())
     trust = parse_trusted_root(json.dumps(good).encode())
     assert trust.tlog_keys and trust.fulcio_certs and trust.ct_keys
+    for lenient in (
+        lambda d: d.update(extra=1),
+        lambda d: d["tlogs"][0].update(futureField={"x": 1}),
+        lambda d: d["certificateAuthorities"][0].pop("validFor"),
+        lambda d: d["certificateAuthorities"][0]["subject"].pop("commonName"),
+        lambda d: d["certificateAuthorities"][0].pop("subject"),
+        lambda d: d["certificateAuthorities"][0]["validFor"].pop("start"),
+        lambda d: d["tlogs"][0].pop("hashAlgorithm"),
+        lambda d: d["tlogs"][0].pop("baseUrl"),
+        lambda d: d["tlogs"][0]["publicKey"].update(keyDetails="SOME_FUTURE_KEY_TYPE"),
+        lambda d: d.pop("ctlogs"),
+        lambda d: d["tlogs"][0]["publicKey"].pop("validFor"),
+    ):
+        doc = json.loads(json.dumps(good))
+        lenient(doc)
+        parsed = parse_trusted_root(json.dumps(doc).encode())
+        assert parsed.fulcio_certs == trust.fulcio_certs and len(parsed.tlog_keys) == len(trust.tlog_keys)
     for mutate, text in (
-        (lambda d: d.update(extra=1), "unknown field"),
-        (lambda d: d["certificateAuthorities"][0].pop("validFor"), "validFor: field required"),
-        (lambda d: d["tlogs"][0]["publicKey"].update(keyDetails="NOPE"), "unknown key type"),
         (lambda d: d["ctlogs"][0]["publicKey"]["validFor"].update(start="yesterday"), "RFC 3339"),
+        (lambda d: d["tlogs"][0]["publicKey"]["validFor"].pop("start"), "validity window without a start"),
+        (lambda d: d["tlogs"][0]["publicKey"].pop("rawBytes"), "no public key or no log id"),
+        (lambda d: d["tlogs"][0].pop("logId"), "no public key or no log id"),
+        (lambda d: d["certificateAuthorities"][0]["certChain"].update(certificates=[]), "no certificates"),
+        (lambda d: d["certificateAuthorities"][0].update(subject="CN=x"), "expected an object"),
+        (lambda d: d.update(mediaType="application/json"), "unsupported media type"),
+        (lambda d: (d.update(tlogs=[]), d.update(certificateAuthorities=[]), d.update(timestampAuthorities=[])),
+         "no certificate authority, transparency log or timestamp authority"),
     ):
         doc = json.loads(json.dumps(good))
         mutate(doc)

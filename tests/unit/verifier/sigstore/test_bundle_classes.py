@@ -1,0 +1,165 @@
+"""Focused checks of the rules issue 12 added, beside the public corpus that exercises them end to end.
+
+sha384/sha512 subjects hashed in one pass; v0.1 bundles with a SET and no inclusion proof;
+Rekor v2 entries that record a public key while the bundle carries a certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from imgseal.errors import InvalidInputError, VerificationError
+from tests.datadir import DATA as DATA_DIR
+from verifier.sigstore import tlog
+from verifier.sigstore.bundle import (
+    KeylessPolicy,
+    artifact_digests_needed,
+    hash_artifact,
+    parse_bundle,
+    statement_subject_matches,
+    verify_bundle,
+)
+
+DATA = DATA_DIR
+PUBLIC = DATA / "public-bundles"
+NO_PROOF = PUBLIC / "sigstore-js" / "compat-bundleV01-dsse-no-proof.sigstore.json"
+NPM_SHA512 = ("7bea9f6e7ff37f5fab0b36bf061200fff03099fd2fd696b91d04bc5e4f225eb9fd6e0cadcad54ba980f43fb352a99e88"
+              "10b4e0abeb5c0ef2cf9108cd1f258b36")
+BRIAN = KeylessPolicy(identity="brian@dehamer.com", issuer="https://github.com/login/oauth")
+
+
+# --- class 1: subjects named by sha384 / sha512 -------------------------------------------------
+
+
+def test_one_pass_hashes_every_algorithm_asked_for() -> None:
+    data = b"x" * 3_000_001
+    digests, kept = hash_artifact(io.BytesIO(data), ("sha256", "sha512", "sha384"), chunk_size=1 << 16)
+    assert digests == {a: hashlib.new(a, data).hexdigest() for a in ("sha256", "sha384", "sha512")}
+    assert kept is None
+    digests, kept = hash_artifact(io.BytesIO(data), (), keep=True)
+    assert digests == {} and kept == data
+
+
+def test_the_statement_decides_which_digests_are_computed() -> None:
+    npm = (PUBLIC / "cli" / "sigstore-js-2.1.0-bundle.json").read_bytes()
+    assert artifact_digests_needed(npm) == (("sha512",), False)
+    message = (DATA / "sigstore-conformance" / "happy-path-v0.3" / "bundle.sigstore.json").read_bytes()
+    assert artifact_digests_needed(message) == ((), True)  # the verifier hashes the bytes itself
+    assert artifact_digests_needed(b"{not json") == ((), True)
+
+
+def _statement(**digests: str) -> bytes:
+    return json.dumps({"_type": "https://in-toto.io/Statement/v1", "predicateType": "x", "predicate": {},
+                       "subject": [{"name": "a", "digest": digests}]}).encode()
+
+
+def test_a_subject_matches_on_a_shared_algorithm_and_no_disagreeing_one() -> None:
+    a256, a512 = hashlib.sha256(b"a").hexdigest(), hashlib.sha512(b"a").hexdigest()
+    assert statement_subject_matches(_statement(sha512=a512), {"sha512": a512})
+    assert statement_subject_matches(_statement(sha512=a512.upper()), {"sha512": a512})
+    assert statement_subject_matches(_statement(sha256=a256, sha512=a512), {"sha256": a256, "sha512": a512})
+    assert not statement_subject_matches(_statement(sha512=a512), {"sha256": a256})  # nothing shared
+    # One agreeing and one disagreeing algorithm is another artifact (or a forged subject).
+    other512 = hashlib.sha512(b"b").hexdigest()
+    assert not statement_subject_matches(_statement(sha256=a256, sha512=other512), {"sha256": a256, "sha512": a512})
+
+
+# --- class 2: bundle v0.1 with an inclusion promise and no proof ---------------------------------
+
+
+def _doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(NO_PROOF.read_bytes())
+    return doc
+
+
+def test_v01_promise_without_proof_verifies() -> None:
+    result = verify_bundle(NO_PROOF.read_bytes(), policy=BRIAN)
+    assert result.tlog_entries == 1 and result.payload is not None
+    assert statement_subject_matches(result.payload, {"sha512": NPM_SHA512})
+
+
+def test_v01_promise_must_verify_when_it_is_the_only_evidence() -> None:
+    doc = _doc()
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    sig = bytearray(base64.b64decode(entry["inclusionPromise"]["signedEntryTimestamp"]))
+    sig[-1] ^= 1
+    entry["inclusionPromise"]["signedEntryTimestamp"] = base64.b64encode(bytes(sig)).decode()
+    with pytest.raises(VerificationError) as info:
+        verify_bundle(json.dumps(doc).encode(), policy=BRIAN)
+    assert info.value.reason == "tlog-set"
+
+
+@pytest.mark.parametrize("media_type", ["application/vnd.dev.sigstore.bundle+json;version=0.2",
+                                        "application/vnd.dev.sigstore.bundle.v0.3+json"])
+def test_later_versions_still_require_the_proof(media_type: str) -> None:
+    doc = _doc()
+    doc["mediaType"] = media_type
+    with pytest.raises(InvalidInputError, match="inclusionProof: field required"):
+        parse_bundle(doc)
+
+
+def test_v01_entry_needs_a_proof_or_a_promise() -> None:
+    doc = _doc()
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
+    with pytest.raises(InvalidInputError, match="inclusion proof or an inclusion promise"):
+        parse_bundle(doc)
+
+
+# --- class 5: Rekor v2 hashedrekord entries and the verification material they record ---------
+
+
+def _v2_body(verifier: dict[str, Any], signature: bytes, digest: bytes, details: str) -> bytes:
+    return json.dumps({"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {"hashedRekordV002": {
+        "data": {"algorithm": "SHA2_256", "digest": base64.b64encode(digest).decode()},
+        "signature": {"content": base64.b64encode(signature).decode(),
+                      "verifier": {**verifier, "keyDetails": details}}}}}).encode()
+
+
+def _rekor2_cert() -> x509.Certificate:
+    doc = json.loads((DATA / "sigstore-conformance" / "rekor2-happy-path" / "bundle.sigstore.json").read_bytes())
+    return x509.load_der_x509_certificate(base64.b64decode(doc["verificationMaterial"]["certificate"]["rawBytes"]))
+
+
+def test_certificate_bundle_entry_must_record_the_certificate() -> None:
+    cert = _rekor2_cert()
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    signer = tlog.Signer(key, cert)
+    content = tlog.MessageContent(b"sig", "sha256", hashlib.sha256(b"a").digest())
+    der_cert = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    spki = base64.b64encode(tlog.spki_der(key)).decode()
+    details = signer.key_details()
+    tlog.check_entry_body(_v2_body({"x509Certificate": {"rawBytes": der_cert}}, b"sig", content.digest, details),
+                          "hashedrekord", "0.0.2", signer, content)
+    # The certificate's own key instead of the certificate: refused (sigstore-go, sigstore-python).
+    with pytest.raises(VerificationError, match=r"records a public key \(the certificate's key\)"):
+        tlog.check_entry_body(_v2_body({"publicKey": {"rawBytes": spki}}, b"sig", content.digest, details),
+                              "hashedrekord", "0.0.2", signer, content)
+    other = base64.b64encode(tlog.spki_der(ec.generate_private_key(ec.SECP256R1()).public_key())).decode()
+    with pytest.raises(VerificationError, match=r"records a public key \(a different key\)"):
+        tlog.check_entry_body(_v2_body({"publicKey": {"rawBytes": other}}, b"sig", content.digest, details),
+                              "hashedrekord", "0.0.2", signer, content)
+
+
+def test_public_key_bundle_entry_must_record_the_key() -> None:
+    cert = _rekor2_cert()
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    signer = tlog.Signer(key)
+    content = tlog.MessageContent(b"sig", "sha256", hashlib.sha256(b"a").digest())
+    spki = base64.b64encode(tlog.spki_der(key)).decode()
+    tlog.check_entry_body(_v2_body({"publicKey": {"rawBytes": spki}}, b"sig", content.digest, signer.key_details()),
+                          "hashedrekord", "0.0.2", signer, content)
+    der_cert = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    body = _v2_body({"x509Certificate": {"rawBytes": der_cert}}, b"sig", content.digest, signer.key_details())
+    with pytest.raises(VerificationError, match="signing key/certificate differs"):
+        tlog.check_entry_body(body, "hashedrekord", "0.0.2", signer, content)
