@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent / "data" / "public-bundles"
 RIG = Path(__file__).resolve().parent / "sigstore_rig"
+STAGING = "@staging"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,12 @@ class Case:
 
     def path(self, key: str) -> Path | None:
         value = self.spec.get(key)
-        return ROOT / value if value else None
+        return ROOT / value if value and value != STAGING else None
+
+    @property
+    def staging(self) -> bool:
+        """``trusted_root: "@staging"``: the embedded staging root (sigstore-python's, which imgseal embeds)."""
+        return self.spec.get("trusted_root") == STAGING
 
     @property
     def artifact(self) -> str:
@@ -125,6 +131,7 @@ def run_imgseal(case: Case, tmp: Path) -> Answer:
                   KeylessPolicy(identity=spec["identity"], issuer=spec["issuer"]))
         try:
             result = verify_bundle(case.bundle, policy=policy, expect_dsse=True, trusted_root=case.path("trusted_root"),
+                                   staging=case.staging,
                                    thresholds=Thresholds(th.get("tlog"), th.get("signed"), th.get("observer")))
         except Error as e:
             return Answer(False, f"{getattr(e, 'reason', '')}: {e}")
@@ -136,6 +143,8 @@ def run_imgseal(case: Case, tmp: Path) -> Answer:
         args += ["--certificate-identity", spec["identity"], "--certificate-oidc-issuer", spec["issuer"]]
     if case.path("trusted_root"):
         args += ["--trusted-root", str(case.path("trusted_root"))]
+    elif case.staging:
+        args += ["--staging"]
     for name, flag in (("tlog", "--tlog-threshold"), ("signed", "--signed-timestamp-threshold"),
                        ("observer", "--observer-timestamp-threshold")):
         if name in th:
@@ -146,11 +155,12 @@ def run_imgseal(case: Case, tmp: Path) -> Answer:
     return Answer(result.exit_code == 0, (result.stdout if result.exit_code == 0 else result.stderr).strip())
 
 
-def embedded_root_file(tmp: Path) -> Path:
+def embedded_root_file(tmp: Path, *, staging: bool = False) -> Path:
     from importlib import resources
 
-    path = tmp / "production-root.json"
-    path.write_bytes(resources.files("verifier").joinpath("data", "trusted_root.production.json").read_bytes())
+    name = "trusted_root.staging.json" if staging else "trusted_root.production.json"
+    path = tmp / name
+    path.write_bytes(resources.files("verifier").joinpath("data", name).read_bytes())
     return path
 
 
@@ -158,7 +168,7 @@ def run_sigstore_js(case: Case, tmp: Path) -> Answer:
     bundle = tmp / "bundle.json"
     bundle.write_bytes(case.bundle)
     spec, th = case.spec, _thresholds(case.spec)
-    root = case.path("trusted_root") or embedded_root_file(tmp)
+    root = case.path("trusted_root") or embedded_root_file(tmp, staging=case.staging)
     args = ["node", str(RIG / "verify.mjs"), "--bundle", str(bundle), "--trusted-root", str(root)]
     if case.path("key"):
         args += ["--key", str(case.path("key"))]
@@ -181,6 +191,21 @@ def run_sigstore_js(case: Case, tmp: Path) -> Answer:
 
 def run_sigstore_python(case: Case, tmp: Path) -> Answer:
     """sigstore-python 4.x: ``Verifier.verify_artifact`` / ``verify_dsse``; it refuses public-key bundles."""
+    import sigstore.verify.verifier as sigstore_verifier
+
+    spec = case.spec
+    if case.path("key"):
+        return Answer(False, "public-key bundles are not supported by sigstore-python 4.x")
+    # sigstore-python's one knob is its count of verified times (its tests set it the same way).
+    default_threshold = sigstore_verifier.VERIFIED_TIME_THRESHOLD
+    sigstore_verifier.VERIFIED_TIME_THRESHOLD = _thresholds(spec).get("observer", default_threshold)
+    try:
+        return _sigstore_python(case, tmp, spec)
+    finally:
+        sigstore_verifier.VERIFIED_TIME_THRESHOLD = default_threshold
+
+
+def _sigstore_python(case: Case, tmp: Path, spec: dict[str, Any]) -> Answer:
     import hashlib
 
     from sigstore.errors import Error as SigstoreError
@@ -189,11 +214,8 @@ def run_sigstore_python(case: Case, tmp: Path) -> Answer:
     from sigstore.verify import Verifier, policy
     from sigstore_models.common.v1 import HashAlgorithm
 
-    spec = case.spec
-    if case.path("key"):
-        return Answer(False, "public-key bundles are not supported by sigstore-python 4.x")
     try:
-        root = TrustedRoot.from_file(str(case.path("trusted_root") or embedded_root_file(tmp)))
+        root = TrustedRoot.from_file(str(case.path("trusted_root") or embedded_root_file(tmp, staging=case.staging)))
         verifier = Verifier(trusted_root=root)
         bundle = Bundle.from_json(case.bundle)
         identity = policy.Identity(identity=spec["identity"], issuer=spec["issuer"])

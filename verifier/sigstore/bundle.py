@@ -102,8 +102,9 @@ class Thresholds:
     observer timestamps 1, transparency log 1 only if the root has logs). A value given
     replaces the default, so ``transparency_log=0`` accepts a bundle without a log entry
     even though the root lists logs: lowering is always explicit. Whatever the thresholds,
-    every timestamp and log entry the bundle does carry must verify (fail closed), and a
-    certificate bundle always needs at least one verified time.
+    every log entry the bundle does carry must verify (fail closed), a timestamp that does
+    not verify is not counted (as sigstore-go skips it), and a certificate bundle always
+    needs at least one verified time.
     """
 
     transparency_log: int | None = None
@@ -189,8 +190,8 @@ def verify_bundle(
     log entry, one listing none needs a signed timestamp for certificate bundles).
     ``require_tlog=False`` is shorthand for a public-key bundle with no log entry (cosign
     ``--tlog-upload=false``): it sets the log threshold of *public-key* bundles to 0 when
-    ``thresholds`` leaves it to the root. Entries and timestamps that are present are
-    always verified.
+    ``thresholds`` leaves it to the root. Log entries that are present are always verified;
+    a timestamp that does not verify does not count.
     """
     bundle = parse_bundle(load_bundle_json(bundle_bytes))
     trust = trusted_root if isinstance(trusted_root, TrustMaterial) else load_trusted_root(trusted_root,
@@ -565,10 +566,12 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
         thresholds = Thresholds(0, thresholds.signed_timestamps, thresholds.observer_timestamps)
     need_tlog, need_signed, need_observer = thresholds.resolve(trust, certificate=cert is not None)
 
-    # Time: every RFC 3161 timestamp must verify against a trusted TSA.
-    times = _verify_timestamps(bundle, trust, signature)
+    # Time: the RFC 3161 timestamps that verify against a TSA of the root (others do not count).
+    times, skipped = _timestamp_times(bundle, trust, signature)
+    because = f"; {skipped}" if skipped else ""
     if len(times) < need_signed:
-        raise VerificationError(_short_of("signed timestamp", len(times), need_signed, trust), reason="timestamp")
+        raise VerificationError(_short_of("signed timestamp", len(times), need_signed, trust) + because,
+                                reason="timestamp")
 
     # Transparency log entries (SET times join the verified times).
     entries = bundle.tlog_entries
@@ -586,7 +589,7 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
             times.append(set_time)
     if len(times) < need_observer:
         raise VerificationError(_short_of("verified time", len(times), need_observer, trust) +
-                                " (signed timestamps and log integration times count)", reason="timestamp")
+                                " (signed timestamps and log integration times count)" + because, reason="timestamp")
 
     identity = issuer = None
     if cert is not None:
@@ -678,26 +681,43 @@ def _signer(cert: x509.Certificate | None, policy: KeylessPolicy | KeyPolicy,
 
 
 def _verify_timestamps(bundle: ParsedBundle, trust: TrustMaterial, signature: bytes) -> list[datetime]:
+    """Every RFC 3161 timestamp must verify (cosign's rule for its legacy annotation); their times."""
+    times, skipped = _timestamp_times(bundle, trust, signature)
+    if skipped is not None:
+        raise VerificationError(skipped, reason="timestamp")
+    return times
+
+
+def _timestamp_times(bundle: ParsedBundle, trust: TrustMaterial, signature: bytes) -> tuple[list[datetime], str | None]:
+    """The times of the bundle's RFC 3161 timestamps that verify against a TSA of the root,
+    and why the first one that does not verify was not counted (None when all verify).
+
+    For bundles a timestamp that does not verify is not counted, as sigstore-go
+    (``pkg/verify/tsa.go`` ``VerifySignedTimestamp``) and sigstore-python skip it: the
+    thresholds then decide whether enough verified time remains. Too many or repeated
+    timestamps are refused outright (a repeat must not count twice).
+    """
     raws = list(bundle.rfc3161_timestamps)
     if not raws:
-        return []
+        return [], None
     if len(raws) > MAX_TIMESTAMPS:
         raise VerificationError(f"bundle has {len(raws)} signed timestamps (limit {MAX_TIMESTAMPS})",
                                 reason="timestamp")
     if len(set(raws)) != len(raws):
         raise VerificationError("bundle repeats a signed timestamp", reason="timestamp")
     if not trust.tsas:
-        raise VerificationError("bundle has signed timestamps but the trusted root lists no timestamp authority",
-                                reason="timestamp")
+        return [], "bundle has signed timestamps but the trusted root lists no timestamp authority"
     from rfc3161_client import VerificationError as TsaError
     from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
     times: list[datetime] = []
+    skipped: str | None = None
     for raw in raws:
         try:
             response = decode_timestamp_response(raw)
         except ValueError as e:
-            raise VerificationError(f"signed timestamp does not parse: {e}", reason="timestamp") from e
+            skipped = skipped or f"signed timestamp does not parse: {e}"
+            continue
         when = _aware(response.tst_info.gen_time)
         for tsa in trust.tsas:
             if len(tsa.chain) < 2 or not tsa.valid_at(when):
@@ -712,9 +732,9 @@ def _verify_timestamps(bundle: ParsedBundle, trust: TrustMaterial, signature: by
             times.append(when)
             break
         else:
-            raise VerificationError("signed timestamp does not verify against any trusted timestamp authority"
-                                    " valid at its time", reason="timestamp")
-    return times
+            skipped = skipped or ("signed timestamp does not verify against any trusted timestamp authority"
+                                  " valid at its time")
+    return times, skipped
 
 
 def _aware(when: datetime) -> datetime:
