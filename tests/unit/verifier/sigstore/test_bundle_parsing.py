@@ -150,3 +150,40 @@ def test_sct_verifies_with_the_ct_log_key_only() -> None:
         verify_sct(leaf, chain, future, now=earliest - timedelta(days=1))
     with pytest.raises(VerificationError):
         verify_sct(leaf, [], trust.ct_keys)  # no issuer to bind the precertificate to
+
+
+def _paths(node: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [path] if path else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def test_lenient_trusted_root_parser_still_fails_closed_on_every_mutation() -> None:
+    """Any member deleted or replaced by a value of the wrong type: a parsed root or a one-line error."""
+    good = json.loads((DATA / "rekor2-happy-path" / "trusted_root.json").read_bytes())
+    tried = 0
+    for path in _paths(good):
+        for replacement in ("<delete>", None, 7, "x", [], {}):
+            doc = json.loads(json.dumps(good))
+            parent = doc
+            for step in path[:-1]:
+                parent = parent[step]  # type: ignore[index]
+            if replacement == "<delete>":
+                del parent[path[-1]]  # type: ignore[attr-defined]
+            else:
+                parent[path[-1]] = replacement  # type: ignore[index]
+            try:
+                trust = parse_trusted_root(json.dumps(doc).encode())
+            except InvalidInputError as e:
+                assert "\n" not in str(e) and str(e)
+            else:
+                # Whatever parsed still holds only usable material.
+                assert all(k.key is not None and k.log_id for k in trust.tlog_keys)
+                assert all(t.chain for t in trust.tsas)
+            tried += 1
+    assert tried > 300
