@@ -345,10 +345,6 @@ class TlogEntry:
     proof_hashes: tuple[bytes, ...]
     checkpoint: str | None
 
-    @property
-    def has_proof(self) -> bool:
-        return self.proof_log_index is not None
-
 
 @dataclass(frozen=True)
 class MessageSignature:
@@ -465,26 +461,8 @@ def _parse_entry(obj: Any, where: str, *, proof_optional: bool = False) -> TlogE
     if "inclusionPromise" in e:
         promise = _fields(e["inclusionPromise"], f"{where}.inclusionPromise", ("signedEntryTimestamp",))
         set_sig = _bytes(promise["signedEntryTimestamp"], f"{where}.inclusionPromise.signedEntryTimestamp")
-    pw = f"{where}.inclusionProof"
-    if "inclusionProof" not in e:
-        return TlogEntry(
-            log_index=_uint64(e["logIndex"], f"{where}.logIndex"),
-            log_id=_bytes(log_id["keyId"], f"{where}.logId.keyId"),
-            kind=_str(kv["kind"], f"{where}.kindVersion.kind"),
-            version=_str(kv["version"], f"{where}.kindVersion.version"),
-            canonicalized_body=_bytes(e["canonicalizedBody"], f"{where}.canonicalizedBody"),
-            integrated_time=_uint64(e["integratedTime"], f"{where}.integratedTime") if "integratedTime" in e else None,
-            signed_entry_timestamp=set_sig, proof_log_index=None, proof_tree_size=0, proof_root_hash=b"",
-            proof_hashes=(), checkpoint=None)
-    proof = _fields(e["inclusionProof"], pw, ("logIndex", "rootHash", "treeSize"), ("hashes", "checkpoint"))
-    proof_index = _uint64(proof["logIndex"], f"{pw}.logIndex")
-    tree_size = _uint64(proof["treeSize"], f"{pw}.treeSize")
-    if tree_size <= proof_index:
-        raise _Malformed(f"{pw}: logIndex {proof_index} must be less than treeSize {tree_size}")
-    checkpoint = None
-    if "checkpoint" in proof:
-        checkpoint = _str(_fields(proof["checkpoint"], f"{pw}.checkpoint", ("envelope",))["envelope"],
-                          f"{pw}.checkpoint.envelope")
+    proof_index, tree_size, root_hash, hashes, checkpoint = _parse_proof(e.get("inclusionProof"),
+                                                                         f"{where}.inclusionProof")
     return TlogEntry(
         log_index=_uint64(e["logIndex"], f"{where}.logIndex"),
         log_id=_bytes(log_id["keyId"], f"{where}.logId.keyId"),
@@ -495,11 +473,27 @@ def _parse_entry(obj: Any, where: str, *, proof_optional: bool = False) -> TlogE
         signed_entry_timestamp=set_sig,
         proof_log_index=proof_index,
         proof_tree_size=tree_size,
-        proof_root_hash=_bytes(proof["rootHash"], f"{pw}.rootHash"),
-        proof_hashes=tuple(_bytes(h, f"{pw}.hashes[{i}]") for i, h in enumerate(_list(proof.get("hashes"),
-                                                                                        f"{pw}.hashes"))),
+        proof_root_hash=root_hash,
+        proof_hashes=hashes,
         checkpoint=checkpoint,
     )
+
+
+def _parse_proof(obj: Any, pw: str) -> tuple[int | None, int, bytes, tuple[bytes, ...], str | None]:
+    """An ``InclusionProof``: (leaf index, tree size, root hash, path, checkpoint); None index when absent."""
+    if obj is None:
+        return None, 0, b"", (), None
+    proof = _fields(obj, pw, ("logIndex", "rootHash", "treeSize"), ("hashes", "checkpoint"))
+    proof_index = _uint64(proof["logIndex"], f"{pw}.logIndex")
+    tree_size = _uint64(proof["treeSize"], f"{pw}.treeSize")
+    if tree_size <= proof_index:
+        raise _Malformed(f"{pw}: logIndex {proof_index} must be less than treeSize {tree_size}")
+    checkpoint = None
+    if "checkpoint" in proof:
+        checkpoint = _str(_fields(proof["checkpoint"], f"{pw}.checkpoint", ("envelope",))["envelope"],
+                          f"{pw}.checkpoint.envelope")
+    hashes = tuple(_bytes(h, f"{pw}.hashes[{i}]") for i, h in enumerate(_list(proof.get("hashes"), f"{pw}.hashes")))
+    return proof_index, tree_size, _bytes(proof["rootHash"], f"{pw}.rootHash"), hashes, checkpoint
 
 
 def _leaf_certificate(bundle: ParsedBundle) -> x509.Certificate | None:
