@@ -165,7 +165,7 @@ def parse_trusted_root(data: bytes, *, source: str = "trusted root") -> TrustMat
     Read straight from JSON: sigstore-python's pydantic models cost ~0.3 s of imports per
     run for this one document. The proto3 JSON rules apply (unknown members ignored, every
     member optional); refused are a wrong media type, malformed values, a transparency log
-    without a key or log id, a validity window without its start, an authority without
+    without a key or log id, a log key validity window without its start, an authority without
     certificates, and a root that lists no authority and no log at all.
     """
     if len(data) > MAX_TRUSTED_ROOT_BYTES:
