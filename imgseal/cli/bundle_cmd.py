@@ -143,4 +143,5 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
         "payloadType": result.payload_type,
         "signingTime": result.signing_time.isoformat() if result.signing_time else None,
         "tlogEntries": result.tlog_entries,
+        "signedTimestamps": result.signed_timestamps,
     }

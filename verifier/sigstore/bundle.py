@@ -154,6 +154,7 @@ class VerifiedBundle:
     key_id: str | None = None  # sha256 hex of the signer's SubjectPublicKeyInfo (public-key bundles)
     signing_times: tuple[datetime, ...] = ()
     tlog_entries: int = 0
+    signed_timestamps: int = 0  # verified RFC 3161 timestamps (the rest of signing_times are SET times)
     artifact_digest: str | None = field(default=None)
 
     @property
@@ -562,6 +563,7 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
 
     # Time: the RFC 3161 timestamps that verify against a TSA of the root (others do not count).
     times, skipped = _timestamp_times(bundle, trust, signature)
+    signed_count = len(times)
     because = f"; {skipped}" if skipped else ""
     if len(times) < need_signed:
         raise VerificationError(_short_of("signed timestamp", len(times), need_signed, trust) + because,
@@ -610,6 +612,7 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
         key_id=kid,
         signing_times=tuple(sorted(times)),
         tlog_entries=len(entries),
+        signed_timestamps=signed_count,
         artifact_digest=digest_text,
     )
 

@@ -63,7 +63,7 @@ def test_root_without_logs_needs_a_signed_timestamp_instead() -> None:
     bundle, root = _load("rekor2-happy-path")
     no_log = _without_log(bundle)
     result = verify_bundle(no_log, policy=POLICY, artifact=ARTIFACT, trusted_root=_root(root, logs=False))
-    assert result.tlog_entries == 0 and len(result.signing_times) == 1
+    assert result.tlog_entries == 0 and len(result.signing_times) == 1 and result.signed_timestamps == 1
     # The same bundle without its timestamp has no evidence left: refused.
     bundle["verificationMaterial"]["timestampVerificationData"] = {"rfc3161Timestamps": []}
     assert _reason(json.dumps(bundle).encode(), _root(root, logs=False)) == "timestamp"
@@ -147,8 +147,11 @@ def test_cli_threshold_flags(tmp_path: Path) -> None:
     runner = CliRunner()
     refused = runner.invoke(app, [*base, str(tmp_path / "a.txt")])
     assert refused.exit_code == 1 and "transparency log entries, 1 required" in refused.stderr, refused.stderr
-    lowered = runner.invoke(app, [*base, "--tlog-threshold", "0", str(tmp_path / "a.txt")])
+    lowered = runner.invoke(app, [*base, "--tlog-threshold", "0", "-o", "json", str(tmp_path / "a.txt")])
     assert lowered.exit_code == 0, lowered.stderr
+    assert json.loads(lowered.stdout) | {"signer": None, "signingTime": None} == {
+        "ok": True, "kind": "message", "signer": None, "payloadType": None, "signingTime": None,
+        "tlogEntries": 0, "signedTimestamps": 1}
     raised = runner.invoke(app, [*base, "--tlog-threshold", "0", "--signed-timestamp-threshold", "2",
                                  str(tmp_path / "a.txt")])
     assert raised.exit_code == 1 and "signed timestamp" in raised.stderr
