@@ -449,8 +449,8 @@ def _parse_bundle(doc: dict[str, Any]) -> ParsedBundle:
 
 
 def _parse_entry(obj: Any, where: str, *, proof_optional: bool = False) -> TlogEntry:
-    e = _fields(obj, where, ("logIndex", "logId", "kindVersion", "canonicalizedBody"),
-                ("integratedTime", "inclusionPromise", "inclusionProof"))
+    e = _fields(obj, where, ("logId", "kindVersion", "canonicalizedBody"),
+                ("logIndex", "integratedTime", "inclusionPromise", "inclusionProof"))
     if "inclusionProof" not in e:
         if not proof_optional:
             raise _Malformed(f"{where}.inclusionProof: field required")
@@ -465,7 +465,7 @@ def _parse_entry(obj: Any, where: str, *, proof_optional: bool = False) -> TlogE
     proof_index, tree_size, root_hash, hashes, checkpoint = _parse_proof(e.get("inclusionProof"),
                                                                          f"{where}.inclusionProof")
     return TlogEntry(
-        log_index=_uint64(e["logIndex"], f"{where}.logIndex"),
+        log_index=_uint64(e.get("logIndex", "0"), f"{where}.logIndex"),  # omitted when 0 (proto3 JSON)
         log_id=_bytes(log_id["keyId"], f"{where}.logId.keyId"),
         kind=_str(kv["kind"], f"{where}.kindVersion.kind"),
         version=_str(kv["version"], f"{where}.kindVersion.version"),
@@ -484,8 +484,10 @@ def _parse_proof(obj: Any, pw: str) -> tuple[int | None, int, bytes, tuple[bytes
     """An ``InclusionProof``: (leaf index, tree size, root hash, path, checkpoint); None index when absent."""
     if obj is None:
         return None, 0, b"", (), None
-    proof = _fields(obj, pw, ("logIndex", "rootHash", "treeSize"), ("hashes", "checkpoint"))
-    proof_index = _uint64(proof["logIndex"], f"{pw}.logIndex")
+    proof = _fields(obj, pw, ("rootHash", "treeSize"), ("logIndex", "hashes", "checkpoint"))
+    # proto3 JSON omits scalars equal to their default: sigstore-js (bundleToJSON) writes no
+    # logIndex for the first leaf of a tree, so an absent index is 0, not a malformed proof.
+    proof_index = _uint64(proof.get("logIndex", "0"), f"{pw}.logIndex")
     tree_size = _uint64(proof["treeSize"], f"{pw}.treeSize")
     if tree_size <= proof_index:
         raise _Malformed(f"{pw}: logIndex {proof_index} must be less than treeSize {tree_size}")

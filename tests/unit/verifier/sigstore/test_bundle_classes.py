@@ -163,3 +163,20 @@ def test_public_key_bundle_entry_must_record_the_key() -> None:
     body = _v2_body({"x509Certificate": {"rawBytes": der_cert}}, b"sig", content.digest, signer.key_details())
     with pytest.raises(VerificationError, match="signing key/certificate differs"):
         tlog.check_entry_body(body, "hashedrekord", "0.0.2", signer, content)
+
+
+def test_an_omitted_log_index_is_zero_not_malformed() -> None:
+    """proto3 JSON leaves out a scalar equal to its default: sigstore-js writes no logIndex 0."""
+    entry = json.loads((PUBLIC / "cli" / "sigstore-js-2.1.0-bundle.json").read_bytes())
+    proof_entry = entry["verificationMaterial"]["tlogEntries"][0]
+    del proof_entry["inclusionProof"]["logIndex"]
+    del proof_entry["logIndex"]
+    parsed = parse_bundle(entry).tlog_entries[0]
+    assert (parsed.log_index, parsed.proof_log_index) == (0, 0)
+    # The index is real, so the proof now fails where it should: at the Merkle path, not the parser.
+    with pytest.raises(VerificationError) as info:
+        verify_bundle(json.dumps(entry).encode(), policy=KeylessPolicy(
+            identity="https://github.com/sigstore/sigstore-js/.github/workflows/release.yml@refs/heads/main",
+            issuer="https://token.actions.githubusercontent.com"),
+            trusted_root=PUBLIC / "cli" / "trusted_root.json")
+    assert info.value.reason in ("tlog-set", "inclusion-proof")
