@@ -123,12 +123,15 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
     else:
         # One streaming pass over the file with every algorithm the bundle names
         # (sha512-only npm subjects, sha384 message digests); bytes kept only when needed.
-        algorithms, keep = artifact_digests_needed(raw)
+        algorithms, keep = artifact_digests_needed(raw, policy.keys if isinstance(policy, KeyPolicy) else ())
         try:
             with Path(artifact).open("rb") as stream:
                 digests, data = hash_artifact(stream, algorithms, keep=keep)
         except OSError as e:
             raise InvalidInputError(f"cannot read artifact {artifact}: {e.strerror or e}") from e
+        if data is None and len(digests) == 1 and algorithms[0] in ("sha256", "sha512"):
+            # A message signature is then checked from the digest alone (prehashed).
+            given = Digest.parse(f"{algorithms[0]}:{digests[algorithms[0]]}")
     result = verify_bundle(raw, policy=policy, artifact=data, artifact_digest=given,
                            trusted_root=trusted_root, staging=staging, thresholds=thresholds)
     if result.kind == "dsse":

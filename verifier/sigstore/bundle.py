@@ -268,23 +268,38 @@ def statement_subject_digests(payload: bytes) -> list[dict[str, Any]]:
     return [s["digest"] for s in subjects if isinstance(s, dict) and isinstance(s.get("digest"), dict)]
 
 
-def artifact_digests_needed(bundle_bytes: bytes) -> tuple[tuple[str, ...], bool]:
+def artifact_digests_needed(bundle_bytes: bytes, keys: Sequence[PublicKey] = ()) -> tuple[tuple[str, ...], bool]:
     """Which digests of the artifact checking this bundle takes, and whether the bytes are needed too.
 
     A DSSE bundle needs the algorithms its statement's subjects use (of
-    :data:`SUBJECT_HASHES`) and not the bytes; a message signature needs the bytes alone
-    (:func:`verify_bundle` hashes them with the bundle's algorithm, and an Ed25519
-    signature cannot be checked from a digest). A bundle that does not parse asks for the
-    bytes: :func:`verify_bundle` then reports the real error.
+    :data:`SUBJECT_HASHES`); a message signature needs its message digest's algorithm. The
+    bytes themselves are needed only where a digest cannot do: an Ed25519 signer (the leaf
+    certificate's key or one of ``keys``), which has no prehashed form, or a sha384 message
+    digest (:class:`Digest` carries sha256 and sha512). A bundle that does not parse asks
+    for the bytes: :func:`verify_bundle` then reports the real error.
     """
     try:
         bundle = parse_bundle(load_bundle_json(bundle_bytes))
     except InvalidInputError:
         return (), True
     if bundle.dsse_envelope is None:
-        return (), True
+        ms = bundle.message_signature
+        algorithm = _DIGEST_NAMES.get((ms.digest_algorithm if ms else None) or "SHA2_256", "")
+        if algorithm not in ("sha256", "sha512") or any(isinstance(k, ed25519.Ed25519PublicKey)
+                                                          for k in (*keys, *_leaf_key(bundle))):
+            return (), True
+        return (algorithm,), False
     used = {alg for d in statement_subject_digests(bundle.dsse_envelope.payload) for alg in d}
     return tuple(a for a in SUBJECT_HASHES if a in used) or ("sha256",), False
+
+
+def _leaf_key(bundle: ParsedBundle) -> tuple[object, ...]:
+    if not bundle.certificates:
+        return ()
+    try:
+        return (x509.load_der_x509_certificate(bundle.certificates[0]).public_key(),)
+    except (ValueError, UnsupportedAlgorithm):
+        return ()
 
 
 def hash_artifact(stream: BinaryIO, algorithms: Sequence[str], *, keep: bool = False,

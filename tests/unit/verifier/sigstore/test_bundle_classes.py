@@ -10,13 +10,16 @@ import base64
 import hashlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from typer.testing import CliRunner
 
+from imgseal.cli.main import app
 from imgseal.errors import InvalidInputError, VerificationError
 from tests.datadir import DATA as DATA_DIR
 from verifier.sigstore import tlog
@@ -53,7 +56,10 @@ def test_the_statement_decides_which_digests_are_computed() -> None:
     npm = (PUBLIC / "cli" / "sigstore-js-2.1.0-bundle.json").read_bytes()
     assert artifact_digests_needed(npm) == (("sha512",), False)
     message = (DATA / "sigstore-conformance" / "happy-path-v0.3" / "bundle.sigstore.json").read_bytes()
-    assert artifact_digests_needed(message) == ((), True)  # the verifier hashes the bytes itself
+    assert artifact_digests_needed(message) == (("sha256",), False)  # checked from the digest (prehashed)
+    # Ed25519 has no prehashed form: the bytes are kept for such a signer.
+    ed = ed25519.Ed25519PrivateKey.generate().public_key()
+    assert artifact_digests_needed(message, [ed]) == ((), True)
     assert artifact_digests_needed(b"{not json") == ((), True)
 
 
@@ -180,3 +186,32 @@ def test_an_omitted_log_index_is_zero_not_malformed() -> None:
             issuer="https://token.actions.githubusercontent.com"),
             trusted_root=PUBLIC / "cli" / "trusted_root.json")
     assert info.value.reason in ("tlog-set", "inclusion-proof")
+
+
+@pytest.mark.parametrize("kind", ["ecdsa", "ed25519"])
+def test_cli_message_bundle_from_a_file_with_either_key_kind(kind: str, tmp_path: Path) -> None:
+    """ECDSA is checked from the streamed digest, Ed25519 from the bytes; both from one read of the file."""
+    artifact = b"artifact bytes\n" * 1000
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    if kind == "ecdsa":
+        key = ec.generate_private_key(ec.SECP256R1())
+        sig = key.sign(artifact, ec.ECDSA(hashes.SHA256()))
+    else:
+        key = ed25519.Ed25519PrivateKey.generate()
+        sig = key.sign(artifact)
+    bundle = {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+              "verificationMaterial": {"publicKey": {"hint": "local"}},
+              "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": base64.b64encode(
+                  hashlib.sha256(artifact).digest()).decode()}, "signature": base64.b64encode(sig).decode()}}
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    (tmp_path / "key.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "a").write_bytes(artifact)
+    (tmp_path / "other").write_bytes(artifact + b"!")
+    base = ["verify-bundle", "--bundle", str(tmp_path / "b.json"), "--key", str(tmp_path / "key.pub")]
+    runner = CliRunner()
+    # No log entry: the root lists logs, so it must be lowered explicitly.
+    assert runner.invoke(app, [*base, str(tmp_path / "a")]).exit_code == 1
+    ok = runner.invoke(app, [*base, "--tlog-threshold", "0", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.stderr
+    assert runner.invoke(app, [*base, "--tlog-threshold", "0", str(tmp_path / "other")]).exit_code == 1
