@@ -7,8 +7,9 @@ Protocol (sigstore/sigstore-conformance ``docs/cli_protocol.md``)::
         [--trusted-root F] FILE_OR_sha256:DIGEST
 
 plus imgseal's own ``--tlog-threshold`` / ``--signed-timestamp-threshold`` /
-``--observer-timestamp-threshold`` (sigstore-go's ``WithTransparencyLog`` /
-``WithSignedTimestamps`` / ``WithObserverTimestamps``; by default the trusted root decides,
+``--observer-timestamp-threshold`` / ``--sct-threshold`` (sigstore-go's ``WithTransparencyLog`` /
+``WithSignedTimestamps`` / ``WithObserverTimestamps`` / ``WithSignedCertificateTimestamps``;
+by default the trusted root decides,
 see :class:`verifier.sigstore.bundle.Thresholds` and docs/keyless.md).
 
 Exit 0 when the bundle verifies; 1 when it does not; 2 for unusable input (malformed
@@ -54,6 +55,11 @@ def register(app: typer.Typer) -> None:
             "--signed-timestamp-threshold", min=0, metavar="N",
             help="RFC 3161 timestamps that must verify (default: 1 for certificates if the root lists no log, else 0)."
         )] = None,
+        sct_threshold: Annotated[int | None, typer.Option(
+            "--sct-threshold", min=0, max=1, metavar="N",
+            help="Signed certificate timestamps the certificate must carry (default: 1 if the root lists a CT log,"
+                 " else 0)."
+        )] = None,
         observer_timestamp_threshold: Annotated[int | None, typer.Option(
             "--observer-timestamp-threshold", min=1, metavar="N",
             help="Verified times of either kind, RFC 3161 or log SET (default 1 for certificates, 0 for keys)."
@@ -67,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
             thresholds = Thresholds(tlog_threshold, signed_timestamp_threshold, observer_timestamp_threshold)
             result = _run(artifact, bundle, identity, identity_regexp, issuer, issuer_regexp, key,
-                          trusted_root, staging, thresholds)
+                          trusted_root, staging, thresholds, sct_threshold)
             if output is OutputFormat.json:
                 emit_json(result)
             else:
@@ -87,7 +93,7 @@ def _read(path: Path, what: str) -> bytes:
 
 def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str | None, issuer: str | None,
          issuer_regexp: str | None, key: Path | None, trusted_root: Path | None,
-         staging: bool, thresholds: Thresholds) -> dict[str, object]:
+         staging: bool, thresholds: Thresholds, sct_threshold: int | None = None) -> dict[str, object]:
     from imgseal.digest import Digest
     from imgseal.errors import InvalidInputError, UsageError, VerificationError
     from verifier.sigstore.bundle import (
@@ -133,7 +139,8 @@ def _run(artifact: str, bundle: Path, identity: str | None, identity_regexp: str
             # A message signature is then checked from the digest alone (prehashed).
             given = Digest.parse(f"{algorithms[0]}:{digests[algorithms[0]]}")
     result = verify_bundle(raw, policy=policy, artifact=data, artifact_digest=given,
-                           trusted_root=trusted_root, staging=staging, thresholds=thresholds)
+                           trusted_root=trusted_root, staging=staging, thresholds=thresholds,
+                           signed_certificate_timestamps=sct_threshold)
     if result.kind == "dsse":
         # verify_bundle leaves the statement subject to its caller: here the subject is the file.
         if result.payload is None or not statement_subject_matches(result.payload, digests):

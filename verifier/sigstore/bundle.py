@@ -177,6 +177,7 @@ def verify_bundle(
     staging: bool = False,
     require_tlog: bool = True,
     thresholds: Thresholds | None = None,
+    signed_certificate_timestamps: int | None = None,
 ) -> VerifiedBundle:
     """Verify ``bundle_bytes`` completely, or raise.
 
@@ -193,13 +194,20 @@ def verify_bundle(
     ``--tlog-upload=false``): it sets the log threshold of *public-key* bundles to 0 when
     ``thresholds`` leaves it to the root. Log entries that are present are always verified;
     a timestamp that does not verify does not count.
+    ``signed_certificate_timestamps`` (sigstore-go ``WithSignedCertificateTimestamps``) is
+    how many SCTs the leaf must carry: 1 (Fulcio embeds one) or 0 (then SCTs are not
+    examined); None follows the trusted root like the log requirement: 1 when it lists a CT
+    log, 0 for an instance with none, such as GitHub's.
     """
+    if signed_certificate_timestamps not in (None, 0, 1):
+        raise UsageError("signed_certificate_timestamps must be 0 or 1 (Fulcio embeds one SCT)")
     bundle = parse_bundle(load_bundle_json(bundle_bytes))
     trust = trusted_root if isinstance(trusted_root, TrustMaterial) else load_trusted_root(trusted_root,
                                                                                           staging=staging)
+    require_sct = bool(trust.ct_keys) if signed_certificate_timestamps is None else signed_certificate_timestamps > 0
     return _verify(bundle, policy=policy, artifact=artifact, artifact_digest=artifact_digest,
                    expect_dsse=expect_dsse, trust=trust, require_tlog=require_tlog,
-                   thresholds=thresholds or Thresholds())
+                   thresholds=thresholds or Thresholds(), require_sct=require_sct)
 
 
 def load_bundle_json(data: bytes) -> dict[str, Any]:
@@ -542,7 +550,7 @@ def _leaf_certificate(bundle: ParsedBundle) -> x509.Certificate | None:
 
 def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact: bytes | None,
             artifact_digest: Digest | None, expect_dsse: bool | None, trust: TrustMaterial,
-            require_tlog: bool, thresholds: Thresholds) -> VerifiedBundle:
+            require_tlog: bool, thresholds: Thresholds, require_sct: bool = True) -> VerifiedBundle:
     cert = _leaf_certificate(bundle)
     if cert is None and isinstance(policy, KeylessPolicy):
         raise VerificationError("bundle is signed with a public key, but a certificate identity was required"
@@ -607,7 +615,7 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
     identity = issuer = None
     if cert is not None:
         assert isinstance(policy, KeylessPolicy) and times  # need_observer >= 1 for certificates
-        identity, issuer = verify_certificate(cert, policy, trust, times)
+        identity, issuer = verify_certificate(cert, policy, trust, times, require_sct=require_sct)
 
     if cert is not None:
         described = f"{identity} (issuer {issuer})"

@@ -123,7 +123,9 @@ def test_keyless_image_path_accepts_a_github_instance_shaped_bundle() -> None:
     bundle, root = _load("rekor2-dsse-happy-path")
     summary = summarise_bundle(_without_log(bundle))
     digest = Digest.parse("sha256:" + hashlib.sha256(ARTIFACT).hexdigest())
-    verify = keyless_bundle_verifier(POLICY, _root(root, logs=False), SLSA_V1)
+    # GitHub's instance: Fulcio and a TSA, no Rekor and no CT log.
+    github_like = parse_trusted_root(json.dumps({**root, "tlogs": [], "ctlogs": []}).encode())
+    verify = keyless_bundle_verifier(POLICY, github_like, SLSA_V1)
     signer, statement = verify(summary, digest)
     assert signer.startswith(POLICY.identity or "") and statement.predicate_type == SLSA_V1
     # The same bundle against the root that lists logs needs its entry, unless lowered.
@@ -157,3 +159,27 @@ def test_cli_threshold_flags(tmp_path: Path) -> None:
     assert raised.exit_code == 1 and "signed timestamp" in raised.stderr
     bad = runner.invoke(app, [*base, "--observer-timestamp-threshold", "0", str(tmp_path / "a.txt")])
     assert bad.exit_code == 2
+    # GitHub's shape: no Rekor, no CT log. The root decides both; --sct-threshold 1 asks anyway.
+    (tmp_path / "github.json").write_text(json.dumps({**root, "tlogs": [], "ctlogs": []}))
+    github = [*base[:4], str(tmp_path / "github.json"), *base[5:]]
+    assert runner.invoke(app, [*github, str(tmp_path / "a.txt")]).exit_code == 0
+    asked = runner.invoke(app, [*github, "--sct-threshold", "1", str(tmp_path / "a.txt")])
+    assert asked.exit_code == 1 and "SCT" in asked.stderr, asked.stderr
+
+
+def test_sct_requirement_follows_the_root_too() -> None:
+    """GitHub's instance has no CT log either: a root without ctlogs does not ask for an SCT."""
+    bundle, root = _load("rekor2-happy-path")
+    no_log = _without_log(bundle)
+    github_like = parse_trusted_root(json.dumps({**root, "tlogs": [], "ctlogs": []}).encode())
+    assert verify_bundle(no_log, policy=POLICY, artifact=ARTIFACT, trusted_root=github_like).tlog_entries == 0
+    # Asked for explicitly, the SCT must verify against a CT log of the root: there is none.
+    assert _reason(no_log, github_like, signed_certificate_timestamps=1) == "sct"
+    # A root that lists CT logs still checks the SCT, unless lowered explicitly.
+    other_ct = {**root, "tlogs": [], "ctlogs": [root["tlogs"][0]]}  # a log key that did not sign this SCT
+    trust = parse_trusted_root(json.dumps(other_ct).encode())
+    assert _reason(no_log, trust) == "sct"
+    assert verify_bundle(no_log, policy=POLICY, artifact=ARTIFACT, trusted_root=trust,
+                         signed_certificate_timestamps=0).tlog_entries == 0
+    with pytest.raises(UsageError):
+        verify_bundle(no_log, policy=POLICY, artifact=ARTIFACT, trusted_root=trust, signed_certificate_timestamps=2)
