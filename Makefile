@@ -16,12 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian packages the tests need: the CNCF distribution registry (and skopeo for benchmarks).
+# Debian packages the tests need: the CNCF distribution registry, and SoftHSM v2 with OpenSC's
+# pkcs11-tool for the PKCS#11 token tests (skopeo for benchmarks is installed by `make bench`).
 system-deps:
-	@if ! command -v docker-registry >/dev/null 2>&1; then \
-	  echo "installing Debian package docker-registry"; \
+	@missing=""; \
+	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v pkcs11-tool >/dev/null 2>&1 || missing="$$missing opensc"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-registry; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 # Node packages for the Sigstore mock services (pinned by the lock file).

@@ -1,7 +1,9 @@
 """Key references: a file path or ``env://VAR``, as cosign's ``--key`` accepts them.
 
-cosign also resolves KMS URIs (``awskms://``, ``gcpkms://``, ``hashivault://``...), ``k8s://`` secrets
-and ``pkcs11:``; imgseal does not, and says so rather than treating such a string as a file name.
+cosign also resolves KMS URIs (``awskms://``, ``gcpkms://``, ``hashivault://``...) and ``k8s://`` secrets;
+imgseal does not, and says so rather than treating such a string as a file name. ``pkcs11:`` URIs name a
+key on a token (:mod:`keys.pkcs11`): the commands that sign take them; here, where key *bytes* are wanted,
+they are refused without echoing the URI (it may carry a PIN).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def read_key_ref(ref: str) -> bytes:
     """The bytes a key reference names: the file's content, or the environment variable's value."""
     if not ref:
         raise UsageError("empty key reference; give a file path or env://VAR", reason="bad-key-ref")
+    if ref[:7].lower() == "pkcs11:":
+        raise UsageError("a pkcs11: URI names a key on a token, which never leaves it; this command needs a key file",
+                         reason="bad-key-ref")
     if ref.startswith(ENV_SCHEME):
         return _read_env(ref.removeprefix(ENV_SCHEME))
     scheme = _URI_SCHEME.match(ref)

@@ -57,3 +57,13 @@ def read_password(confirm: bool) -> bytes:
     except EOFError:
         raise UsageError("no password entered", reason="password-required") from None
     return first.encode("utf-8", "surrogateescape")
+
+
+def prompt_secret(prompt: str, what: str, env_name: str) -> str:
+    """One secret typed on the terminal (no echo); fail rather than hang without a terminal."""
+    if not _stdin_is_tty():
+        raise UsageError(f"no {what}: set {env_name}, or run in a terminal to be prompted", reason="pin-required")
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise UsageError(f"no {what} entered", reason="pin-required") from None

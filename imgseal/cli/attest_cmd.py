@@ -53,7 +53,9 @@ if TYPE_CHECKING:
 
 TYPE_HELP = ("Predicate type: slsaprovenance1, slsaprovenance02, spdxjson, cyclonedx, vuln, openvex, custom, "
              "or any predicate-type URI.")
-KeyOption = Annotated[str | None, typer.Option("--key", help="Private key: a path or env://VAR (cosign format).")]
+KeyOption = Annotated[str | None, typer.Option(
+        "--key", help="Private key: a path or env://VAR (cosign format), or a PKCS#11 URI "
+        "'pkcs11:token=NAME;object=LABEL?module-path=/path/lib.so' (PIN from IMGSEAL_PKCS11_PIN or a prompt).")]
 FormatOption = Annotated[
     str, typer.Option("--format", help="bundle (Sigstore bundle attached as an OCI referrer) or legacy "
                       "(cosign .att tag).")
@@ -231,7 +233,8 @@ def provenance(
 def verify_attestation(
     reference: Annotated[str, typer.Argument(help="Image reference (a tag is resolved and the digest printed).")],
     type_: Annotated[str, typer.Option("--type", help=TYPE_HELP)] = "custom",
-    key: Annotated[list[str] | None, typer.Option("--key", help="Trusted public key: path or env://VAR (repeatable).")]
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", help="Trusted public key: path, env://VAR or a pkcs11: URI (repeatable).")]
     = None,
     builder_id: Annotated[str | None, typer.Option("--builder-id", help="SLSA: expected builder id "
                                                    "(unversioned matches any version).")] = None,

@@ -79,19 +79,35 @@ def _report_pair(private_path: Any, public_path: Any, key: Any, output: OutputFo
         out(f"Public key written to {public_path}")
 
 
+_PKCS11_OPTION = typer.Option(
+    None, "--pkcs11", metavar="URI",
+    help="Create the pair on a PKCS#11 token instead, e.g. 'pkcs11:token=NAME;object=LABEL?module-path=/path/lib.so'"
+    " (PIN from IMGSEAL_PKCS11_PIN or a prompt); only PREFIX.pub is written.",
+)
+
+
 @keys_app.command("generate")
 def generate_command(
     key_type: KeyType = _TYPE_OPTION,
     output_prefix: str = _PREFIX_OPTION,
     force: bool = _FORCE_OPTION,
+    pkcs11: str | None = _PKCS11_OPTION,
     output: OutputFormat = _OUTPUT_OPTION,
 ) -> None:
-    """Generate a key pair: PREFIX.key (encrypted with the password) and PREFIX.pub."""
+    """Generate a key pair: PREFIX.key (encrypted with the password) and PREFIX.pub.
+
+    With --pkcs11 URI the pair is made on the token (the private key is unextractable there) and
+    only PREFIX.pub is written; sign with --key URI. Token key types: ecdsa-p256, ecdsa-p384,
+    ecdsa-p521, rsa-3072, rsa-4096. Exit codes: 0 written; 2 bad usage; 4 key or token.
+    """
 
     def run() -> None:
         import keys
         from imgseal.cli._password import read_password
 
+        if pkcs11 is not None:
+            _generate_on_token(pkcs11, key_type.value, output_prefix, force, output)
+            return
         _refuse_existing(output_prefix, force)
         password = read_password(confirm=True)
         key = keys.generate(key_type.value)
@@ -101,6 +117,35 @@ def generate_command(
         _report_pair(private_path, public_path, key, output)
 
     guarded(run, output)
+
+
+def _generate_on_token(ref: str, kind: str, prefix: str, force: bool, output: OutputFormat) -> None:
+    import os
+
+    import keys
+    from imgseal.cli._keyload import token_pin
+    from imgseal.errors import UsageError
+    from keys.files import PUBLIC_MODE, key_pair_paths
+    from keys.pkcs11 import generate_on_token
+    from keys.pkcs11_uri import parse_pkcs11_uri
+
+    uri = parse_pkcs11_uri(ref)
+    _, public_path = key_pair_paths(prefix)
+    if not os.fspath(prefix) or public_path.name == ".pub":
+        raise UsageError("the output prefix must name a file, e.g. 'cosign' or 'keys/release'",
+                         reason="bad-output-prefix")
+    if not force and os.path.lexists(public_path):
+        raise UsageError(f"refusing to overwrite existing file {public_path}", hint="use --force to overwrite",
+                         reason="file-exists")
+    made = generate_on_token(uri, kind, lambda: token_pin(uri))
+    keys.write_new_file(public_path, keys.public_pem(made.public), mode=PUBLIC_MODE, force=force)
+    key_uri = made.uri.redacted()
+    if output is OutputFormat.json:
+        emit_json({"ok": True, "public_key": str(public_path), "key_uri": key_uri,
+                   "key_type": keys.key_type_name(made.public), "key_id": keys.key_id(made.public)})
+    else:
+        out(f"Key pair created on the token: {key_uri}")
+        out(f"Public key written to {public_path}")
 
 
 @keys_app.command("import")
@@ -137,18 +182,26 @@ def import_command(
 
 @keys_app.command("public")
 def public_command(
-    key_ref: str = typer.Argument(..., metavar="KEY", help="cosign private key: a file or env://VAR."),
+    key_ref: str = typer.Argument(..., metavar="KEY",
+                                  help="cosign private key: a file, env://VAR, or a pkcs11: URI of a token key."),
     output: OutputFormat = _OUTPUT_OPTION,
 ) -> None:
-    """Print the public key (PKIX PEM) of a cosign private key."""
+    """Print the public key (PKIX PEM) of a cosign private key or of a PKCS#11 token key."""
 
     def run() -> None:
         import keys
         from imgseal.cli._password import read_password
+        from keys.pkcs11_uri import is_pkcs11_uri
 
-        data = keys.read_key_ref(key_ref)
-        keys.encrypted_body(data)  # a wrong file fails here, before the password prompt
-        key = keys.decrypt_private_key(data, read_password(confirm=False))
+        key: Any
+        if is_pkcs11_uri(key_ref):
+            from imgseal.cli._keyload import token_public_key
+
+            key = token_public_key(key_ref)
+        else:
+            data = keys.read_key_ref(key_ref)
+            keys.encrypted_body(data)  # a wrong file fails here, before the password prompt
+            key = keys.decrypt_private_key(data, read_password(confirm=False))
         pem = keys.public_pem(key).decode("ascii")
         if output is OutputFormat.json:
             emit_json({"ok": True, "public_key": pem, "key_type": keys.key_type_name(key),

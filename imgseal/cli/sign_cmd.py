@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
 
 def sign(
     reference: Annotated[str, typer.Argument(help="REPO@sha256:… or oci-layout:PATH@sha256:… (a digest is required).")],
-    key: Annotated[str | None, typer.Option("--key", help="Private key: a path or env://VAR (cosign format).")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="Private key: a path or env://VAR (cosign format), or a PKCS#11 URI "
+        "'pkcs11:token=NAME;object=LABEL?module-path=/path/lib.so' (PIN from IMGSEAL_PKCS11_PIN or a prompt).")] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="bundle (cosign v3: in-toto statement in a Sigstore bundle, attached as "
                           "an OCI referrer) or legacy (cosign .sig tag).")

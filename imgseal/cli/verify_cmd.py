@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
 
 def verify(
     reference: Annotated[str, typer.Argument(help="Image reference (a tag is resolved and the digest printed).")],
-    key: Annotated[list[str] | None, typer.Option("--key", help="Trusted public key: path or env://VAR (repeatable).")]
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", help="Trusted public key: path, env://VAR or a pkcs11: URI (repeatable).")]
     = None,
     threshold: Annotated[int, typer.Option("--threshold", min=1, help="Distinct keys that must have signed.")] = 1,
     annotation: Annotated[
