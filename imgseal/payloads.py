@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -96,11 +96,22 @@ def public_key_hint(public_der: bytes) -> str:
     return base64.b64encode(bytes.fromhex(Digest.of(public_der).hex)).decode()
 
 
-def dsse_key_bundle(envelope: Envelope, public_der: bytes) -> bytes:
-    """A Sigstore bundle v0.3 for a DSSE envelope signed with a self-managed key (no tlog entry)."""
+def dsse_key_bundle(envelope: Envelope, public_der: bytes, *, tlog_entries: Sequence[Mapping[str, Any]] = (),
+                    rfc3161_timestamps: Sequence[bytes] = ()) -> bytes:
+    """A Sigstore bundle v0.3 for a DSSE envelope signed with a self-managed key.
+
+    Without witnesses it has no log entry (cosign ``--tlog-upload=false``); ``tlog_entries``
+    (protobuf-JSON ``TransparencyLogEntry``) and ``rfc3161_timestamps`` (DER ``TimeStampResp``)
+    go where the bundle spec puts them (``verificationMaterial.tlogEntries`` /
+    ``timestampVerificationData.rfc3161Timestamps[].signedTimestamp``)."""
+    material: dict[str, Any] = {"publicKey": {"hint": public_key_hint(public_der)},
+                                "tlogEntries": [dict(e) for e in tlog_entries]}
+    if rfc3161_timestamps:
+        material["timestampVerificationData"] = {
+            "rfc3161Timestamps": [{"signedTimestamp": base64.b64encode(t).decode()} for t in rfc3161_timestamps]}
     doc = {
         "mediaType": BUNDLE_V03_MEDIA,
-        "verificationMaterial": {"publicKey": {"hint": public_key_hint(public_der)}, "tlogEntries": []},
+        "verificationMaterial": material,
         "dsseEnvelope": envelope.to_dict(),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -116,6 +127,12 @@ class BundleSummary:
     tlog_entries: int
     envelope: Envelope | None
     raw: bytes
+    timestamps: int = 0  # RFC 3161 timestamps in timestampVerificationData
+
+    @property
+    def witnessed(self) -> bool:
+        """Carries a log entry or a timestamp: material a key check alone cannot judge."""
+        return self.tlog_entries > 0 or self.timestamps > 0
 
 
 def summarise_bundle(raw: bytes, *, max_bytes: int = MAX_BUNDLE_BYTES) -> BundleSummary:
@@ -139,10 +156,15 @@ def summarise_bundle(raw: bytes, *, max_bytes: int = MAX_BUNDLE_BYTES) -> Bundle
     entries = material.get("tlogEntries") or []
     if not isinstance(entries, list):
         raise InvalidInputError("Sigstore bundle tlogEntries is not a list", reason="bundle-malformed")
+    stamps = (material.get("timestampVerificationData") or {})
+    stamps = stamps.get("rfc3161Timestamps") if isinstance(stamps, dict) else None
+    if stamps is not None and not isinstance(stamps, list):
+        raise InvalidInputError("Sigstore bundle rfc3161Timestamps is not a list", reason="bundle-malformed")
+    count = len(stamps or [])
     if "dsseEnvelope" in data and "messageSignature" not in data:
         envelope = Envelope.from_json(data["dsseEnvelope"])
-        return BundleSummary(str(media_type), "dsse", kinds[0], len(entries), envelope, raw)
+        return BundleSummary(str(media_type), "dsse", kinds[0], len(entries), envelope, raw, count)
     if "messageSignature" in data and "dsseEnvelope" not in data:
-        return BundleSummary(str(media_type), "message", kinds[0], len(entries), None, raw)
+        return BundleSummary(str(media_type), "message", kinds[0], len(entries), None, raw, count)
     raise InvalidInputError("Sigstore bundle must have exactly one of dsseEnvelope, messageSignature",
                             reason="bundle-malformed")

@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from imgseal import attach
 from imgseal.digest import Digest
@@ -46,6 +46,9 @@ from imgseal.payloads import BUNDLE_MEDIA_TYPES, BUNDLE_PREDICATE_ANNOTATION, su
 from imgseal.store.base import Store
 from keys import PrivateKey, PublicKey, sign, verify
 from signer.image import attach_bundle, key_dsse_bundle
+
+if TYPE_CHECKING:
+    from signer.witness import Witness
 
 #: Layer annotation cosign's legacy ``.att`` layers carry (cosign ``pkg/oci/static``).
 LEGACY_PREDICATE_ANNOTATION: Final = "predicateType"
@@ -104,9 +107,10 @@ class Attestation:
     replaced: tuple[str, ...]
 
 
-def key_bundle_signer(key: PrivateKey) -> BundleSigner:
-    """A :data:`BundleSigner` for a self-managed key (bundle with a public-key hint, no tlog entry)."""
-    return lambda payload: key_dsse_bundle(key, payload)
+def key_bundle_signer(key: PrivateKey, witness: Witness | None = None) -> BundleSigner:
+    """A :data:`BundleSigner` for a self-managed key: a bundle with a public-key hint and, with
+    ``witness``, a Rekor entry and/or an RFC 3161 timestamp (:mod:`signer.witness`)."""
+    return lambda payload: key_dsse_bundle(key, payload, witness=witness)
 
 
 def signed_by_key(public_key: PublicKey) -> OwnershipCheck:

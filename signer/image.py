@@ -6,10 +6,11 @@ import base64
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgseal import attach
 from imgseal.dsse import Envelope, sign_envelope
+from imgseal.errors import UsageError
 from imgseal.intoto import PAYLOAD_TYPE, image_statement
 from imgseal.manifest import Descriptor, ImageIndex, Manifest
 from imgseal.payloads import (
@@ -23,8 +24,11 @@ from imgseal.payloads import (
     simple_signing_payload,
 )
 from imgseal.store.base import Store
-from keys import PrivateKey, public_key_of, sign
+from keys import PrivateKey, public_key_of, public_pem, sign
 from keys.material import public_der
+
+if TYPE_CHECKING:
+    from signer.witness import Witness
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,17 @@ def statement_for(name: str, subject: Descriptor, predicate_type: str, predicate
     return image_statement(name, subject.digest, predicate_type, predicate).to_bytes()
 
 
-def key_dsse_bundle(key: PrivateKey, payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
+def key_dsse_bundle(key: PrivateKey, payload: bytes, payload_type: str = PAYLOAD_TYPE,
+                    witness: Witness | None = None) -> bytes:
+    """Sign ``payload`` as DSSE into a public-key bundle; with ``witness``, logged and/or timestamped."""
     envelope: Envelope = sign_envelope(payload_type, payload, [("", lambda pae: sign(key, pae))])
-    return dsse_key_bundle(envelope, public_der(public_key_of(key)))
+    if witness is None or not witness.wanted:
+        return dsse_key_bundle(envelope, public_der(public_key_of(key)))
+    from signer.witness import witness_envelope
+
+    witnessed = witness_envelope(witness, envelope, public_pem(key))
+    return dsse_key_bundle(envelope, public_der(public_key_of(key)), tlog_entries=witnessed.tlog_entries,
+                           rfc3161_timestamps=witnessed.rfc3161_timestamps)
 
 
 def attach_bundle(store: Store, subject: Descriptor, bundle: bytes, predicate_type: str) -> Descriptor:
@@ -66,16 +78,20 @@ def sign_with_key(
     *,
     fmt: str = "bundle",
     annotations: Mapping[str, str] | None = None,
+    witness: Witness | None = None,
 ) -> SignedArtifact:
-    """Sign one manifest digest and attach the signature beside it."""
+    """Sign one manifest digest and attach the signature beside it (``witness``: bundles only)."""
     if fmt == "legacy":
+        if witness is not None and witness.wanted:
+            raise UsageError("--tlog-upload and --timestamp-server witness Sigstore bundles (--format bundle)",
+                             reason="format")
         payload = simple_signing_payload(name, subject.digest, annotations)
         signature = base64.b64encode(sign(key, payload)).decode()
         layer = attach.Layer(payload, attach.SIMPLESIGNING, {SIGNATURE_ANNOTATION: signature})
         attach.attach_legacy(store, subject.digest, suffix="sig", layer=layer)
         return SignedArtifact(subject, None, fmt)
     predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
-    bundle = key_dsse_bundle(key, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate))
+    bundle = key_dsse_bundle(key, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate), witness=witness)
     return SignedArtifact(subject, attach_bundle(store, subject, bundle, COSIGN_SIGN_PREDICATE), fmt)
 
 

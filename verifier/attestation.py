@@ -45,6 +45,7 @@ from imgseal.store.base import Store
 from keys import PublicKey
 from verifier.attestation_checks import ProvenanceFacts, WhereCondition, check_slsa, check_where
 from verifier.image import check_bundle_statement, key_verifiers
+from verifier.key_witness import KeyBundleCheck
 from verifier.sigstore.bundle import KeylessPolicy, verify_bundle
 from verifier.sigstore.trust import TrustMaterial, load_trusted_root, parse_trusted_root
 
@@ -72,7 +73,7 @@ REASON_PRIORITY = (
     "slsa-builder-id", "slsa-source-uri", "slsa-source-branch", "slsa-source-tag", "slsa-build-type",
     "slsa-subject", "slsa-malformed", "slsa-predicate-type", "where-condition",
     "payload-digest-mismatch", "predicate-type", "payload-type", "invalid-statement",
-    "invalid-dsse-envelope", "no-matching-signature", "keyless",
+    "invalid-dsse-envelope", "key-retired", "tlog-missing", "timestamp", "no-matching-signature", "keyless",
 )
 
 
@@ -135,6 +136,7 @@ def verify_attestations(
     where: Sequence[WhereCondition] = (),
     bundle_verifier: BundleVerifier | None = None,
     legacy_verifier: LegacyAttestationVerifier | None = None,
+    key_check: KeyBundleCheck | None = None,
 ) -> list[VerifiedAttestation]:
     """The attestations of ``predicate_type`` (a URI) that verify for ``digest``; raises when none does.
 
@@ -143,7 +145,7 @@ def verify_attestations(
     """
     outcome = examine_attestations(store, digest, attachments, predicate_type=predicate_type, keys=keys,
                                    slsa_checks=slsa_checks, where=where, bundle_verifier=bundle_verifier,
-                                   legacy_verifier=legacy_verifier)
+                                   legacy_verifier=legacy_verifier, key_check=key_check)
     judge(outcome)
     return outcome.verified
 
@@ -159,8 +161,12 @@ def examine_attestations(
     where: Sequence[WhereCondition] = (),
     bundle_verifier: BundleVerifier | None = None,
     legacy_verifier: LegacyAttestationVerifier | None = None,
+    key_check: KeyBundleCheck | None = None,
 ) -> AttestationOutcome:
-    """Like :func:`verify_attestations` but returns every verdict instead of raising."""
+    """Like :func:`verify_attestations` but returns every verdict instead of raising.
+
+    ``key_check`` (:mod:`verifier.key_witness`) judges witnessed key bundles and, when it
+    requires a proven time, every key attestation (legacy key layers then never count)."""
     verifiers = key_verifiers(keys)
     outcome = AttestationOutcome(digest, predicate_type)
     expectations = slsa_checks if slsa_checks is not None and slsa_checks.any() else None
@@ -190,6 +196,9 @@ def examine_attestations(
                                                     "verification, not a key", reason="keyless")
                         signer = legacy_verifier(envelope, layer.annotations)
                     else:
+                        refusal = key_check.legacy_refusal() if key_check is not None else None
+                        if refusal is not None:
+                            raise refusal
                         signer = _verify_with_keys(envelope, verifiers)
                     statement = check_bundle_statement(envelope, digest, predicate_type)
                     check(artifact, att.found_via, "legacy", signer, statement)
@@ -205,7 +214,8 @@ def examine_attestations(
                 continue
             artifact = str(att.digest)
             try:
-                signer, statement = _verify_bundle(store, layer, digest, predicate_type, verifiers, bundle_verifier)
+                signer, statement = _verify_bundle(store, layer, digest, predicate_type, verifiers, bundle_verifier,
+                                                   key_check)
                 check(artifact, att.found_via, "bundle", signer, statement)
             except Error as e:
                 outcome.rejected.append(RejectedAttestation(artifact, e.reason, e.one_line()))
@@ -229,12 +239,16 @@ def judge(outcome: AttestationOutcome) -> None:
 
 def _verify_bundle(store: Store, layer: Descriptor, digest: Digest, predicate_type: str,
                    verifiers: Mapping[str, Callable[[bytes, bytes], bool]],
-                   bundle_verifier: BundleVerifier | None) -> tuple[str, Statement]:
+                   bundle_verifier: BundleVerifier | None,
+                   key_check: KeyBundleCheck | None = None) -> tuple[str, Statement]:
     summary = summarise_bundle(store.get_blob(layer, max_bytes=MAX_BUNDLE_BLOB_BYTES),
                                max_bytes=MAX_BUNDLE_BLOB_BYTES)
     if summary.content != "dsse" or summary.envelope is None:
         raise VerificationError("bundle holds a message signature, not a DSSE attestation", reason="payload-type")
-    if summary.material == "publicKey" and summary.tlog_entries == 0:
+    if summary.material == "publicKey" and key_check is not None and key_check.needed(summary):
+        signer, verified_envelope = key_check(summary)
+        return signer, check_bundle_statement(verified_envelope, digest, predicate_type)
+    if summary.material == "publicKey" and not summary.witnessed:
         signer = _verify_with_keys(summary.envelope, verifiers)
         return signer, check_bundle_statement(summary.envelope, digest, predicate_type)
     if bundle_verifier is None:

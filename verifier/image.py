@@ -15,7 +15,7 @@ import base64
 import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgseal import attach
 from imgseal.digest import Digest
@@ -35,6 +35,9 @@ from imgseal.payloads import (
 )
 from imgseal.store.base import Store
 from keys import PublicKey, verify
+
+if TYPE_CHECKING:
+    from verifier.key_witness import KeyBundleCheck
 
 MAX_PAYLOAD_BYTES = 1 << 20
 
@@ -109,6 +112,7 @@ def verify_key_signatures(
     annotations: Mapping[str, str] | None = None,
     bundle_verifier: Callable[[BundleSummary, Digest], tuple[str, Statement]] | None = None,
     legacy_verifier: LegacyVerifier | None = None,
+    key_check: KeyBundleCheck | None = None,
 ) -> Outcome:
     """Examine every signature attached to ``digest``; return which verified and why others did not.
 
@@ -116,6 +120,8 @@ def verify_key_signatures(
     (keyless); without it they are rejected as "not verifiable with keys". ``legacy_verifier``
     does the same for legacy ``.sig`` layers that carry a certificate annotation; when it is
     given (a keyless run) legacy layers without a certificate are key signatures and do not count.
+    ``key_check`` (:mod:`verifier.key_witness`) judges key bundles that carry a log entry or a
+    timestamp, and every key signature when the caller requires a proven time.
     """
     verifiers = key_verifiers(keys)
     outcome = Outcome(digest)
@@ -126,6 +132,11 @@ def verify_key_signatures(
                 if layer.media_type != attach.SIMPLESIGNING:
                     continue
                 outcome.examined += 1
+                refusal = key_check.legacy_refusal() if key_check is not None and legacy_verifier is None else None
+                if refusal is not None:
+                    outcome.rejected.append((f"{att.digest}#{layer.digest.short}", refusal.reason,
+                                             refusal.one_line()))
+                    continue
                 _check_legacy_layer(store, digest, att, layer, verifiers, wanted, outcome, legacy_verifier)
             continue
         if att.artifact_type not in BUNDLE_MEDIA_TYPES and att.artifact_type != attach.BUNDLE_V03:
@@ -143,7 +154,10 @@ def verify_key_signatures(
                 if summary.content != "dsse" or summary.envelope is None:
                     raise VerificationError("bundle holds a message signature, not a DSSE statement",
                                             reason="payload-type")
-                if summary.material == "publicKey" and summary.tlog_entries == 0:
+                if summary.material == "publicKey" and key_check is not None and key_check.needed(summary):
+                    signer, verified_envelope = key_check(summary)
+                    statement = check_bundle_statement(verified_envelope, digest, COSIGN_SIGN_PREDICATE)
+                elif summary.material == "publicKey" and not summary.witnessed:
                     signer = _verify_envelope_with_keys(summary.envelope, verifiers)
                     statement = check_bundle_statement(summary.envelope, digest, COSIGN_SIGN_PREDICATE)
                 elif bundle_verifier is not None:
@@ -216,7 +230,7 @@ def _safe(fn: Callable[[bytes, bytes], bool], data: bytes, sig: bytes) -> bool:
 
 
 REASON_PRIORITY = ("payload-digest-mismatch", "annotation-mismatch", "payload-type", "predicate-type",
-                   "digest-mismatch", "keyless", "no-matching-signature")
+                   "digest-mismatch", "key-retired", "tlog-missing", "timestamp", "keyless", "no-matching-signature")
 
 
 def judge(outcome: Outcome, threshold: int) -> None:

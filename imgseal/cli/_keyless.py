@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,8 +13,10 @@ import typer
 from imgseal.errors import UsageError
 
 if TYPE_CHECKING:
+    from keys import PublicKey
     from verifier.attestation import BundleVerifier, LegacyAttestationVerifier
     from verifier.image import LegacyVerifier
+    from verifier.key_witness import KeyBundleCheck
     from verifier.sigstore.bundle import KeylessPolicy
     from verifier.sigstore.trust import TrustMaterial
 
@@ -33,8 +37,14 @@ GithubTriggerOption = Annotated[str | None, typer.Option(
 GithubShaOption = Annotated[str | None, typer.Option(
     "--certificate-github-workflow-sha", help="Keyless: GitHub commit SHA claim.")]
 TrustedRootOption = Annotated[Path | None, typer.Option(
-    "--trusted-root", dir_okay=False, help="Keyless: Sigstore trusted root JSON (default: embedded production).")]
-StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the embedded Sigstore staging root.")]
+    "--trusted-root", dir_okay=False, help="Sigstore trusted root JSON (default: embedded production): Fulcio, Rekor "
+    "and TSA keys for keyless signatures, Rekor and TSA keys for witnessed --key signatures.")]
+StagingOption = Annotated[bool, typer.Option("--staging", help="Use the embedded Sigstore staging root.")]
+RequireTlogOption = Annotated[bool, typer.Option(
+    "--require-tlog", help="With --key: count only signatures whose bundle carries a verified Rekor entry.")]
+RequireTimestampOption = Annotated[bool, typer.Option(
+    "--require-timestamp", help="With --key: count only signatures whose bundle carries a verified RFC 3161 "
+    "timestamp.")]
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,9 @@ def _policy_and_trust(
         ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
         ("--certificate-github-workflow-repository", gh_repository),
         ("--certificate-github-workflow-ref", gh_ref), ("--certificate-github-workflow-trigger", gh_trigger),
-        ("--certificate-github-workflow-sha", gh_sha), ("--trusted-root", trusted_root),
-        ("--staging", staging or None)]
+        ("--certificate-github-workflow-sha", gh_sha)]
+    if not keys_given:
+        given += [("--trusted-root", trusted_root), ("--staging", staging or None)]
     named = [name for name, value in given if value is not None]
     if not named:
         if not keys_given:
@@ -156,3 +167,15 @@ def _policy_and_trust(
                            issuer_regexp=issuer_regexp, github_repository=gh_repository, github_ref=gh_ref,
                            github_trigger=gh_trigger, github_sha=gh_sha)
     return policy, load_trust(trusted_root, staging)
+
+
+def key_bundle_check(keys: Mapping[str, PublicKey], *, trusted_root: Path | None, staging: bool,
+                     require_tlog: bool = False, require_timestamp: bool = False,
+                     not_after: datetime | None = None) -> KeyBundleCheck:
+    """The ``key_check`` hook of a ``--key`` run: witnessed bundles are verified against the trusted
+    root (parsed only if some bundle carries a witness or one is required)."""
+    from verifier.key_witness import KeyBundleCheck, KeyWitnessPolicy
+    from verifier.keyless import load_trust
+
+    policy = KeyWitnessPolicy(require_tlog=require_tlog, require_timestamp=require_timestamp, not_after=not_after)
+    return KeyBundleCheck(dict(keys), policy, lambda: load_trust(trusted_root, staging))

@@ -40,9 +40,12 @@ from imgseal.cli._keyless import (
     IdentityRegexpOption,
     IssuerOption,
     IssuerRegexpOption,
+    RequireTimestampOption,
+    RequireTlogOption,
     TrustedRootOption,
     keyless_attestation_verifiers,
 )
+from imgseal.cli._witness import RekorUrlOption, TimestampServerOption, TlogUploadOption
 from imgseal.errors import Error, InvalidInputError, UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from imgseal.reference import LayoutReference, Reference
     from imgseal.store.base import Store
     from signer.attest import Attestation
+    from signer.witness import Witness
 
 TYPE_HELP = ("Predicate type: slsaprovenance1, slsaprovenance02, spdxjson, cyclonedx, vuln, openvex, custom, "
              "or any predicate-type URI.")
@@ -71,8 +75,8 @@ IdentityTokenOption = Annotated[str | None, typer.Option(
     "ambient CI credentials, or the browser flow in a terminal).")]
 StagingOption = Annotated[bool, typer.Option("--staging", help="Keyless: use the Sigstore staging instance.")]
 TrustConfigOption = Annotated[Path | None, typer.Option(
-    "--trust-config", dir_okay=False, help="Keyless: Sigstore ClientTrustConfig JSON (trusted root + signing "
-    "config) of a private instance; nothing contacts TUF.")]
+    "--trust-config", dir_okay=False, help="Sigstore ClientTrustConfig JSON (trusted root + signing config) of a "
+    "private instance; nothing contacts TUF. With --key it supplies the Rekor and TSA URLs.")]
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,32 @@ class SignerChoice:
     identity_token: str | None = None
     staging: bool = False
     trust_config: Path | None = None
+    tlog_upload: bool = False
+    rekor_url: str | None = None
+    timestamp_server: str | None = None
+
+    def witness(self) -> Witness | None:
+        """What to witness a --key bundle with (:func:`imgseal.cli._witness.resolve_witness`)."""
+        from imgseal.cli._witness import resolve_witness
+
+        return resolve_witness(tlog_upload=self.tlog_upload, rekor_url=self.rekor_url,
+                               timestamp_server=self.timestamp_server, trust_config=self.trust_config)
 
     def check(self, fmt: str, *, needed: bool = True, what: str = "the attestation") -> None:
         if self.key is not None and self.keyless:
             raise UsageError("give either --key or --keyless, not both", reason="no-signer")
-        if not self.keyless and (self.identity_token is not None or self.staging or self.trust_config is not None):
-            raise UsageError("--identity-token, --staging and --trust-config need --keyless", reason="no-signer")
+        if not self.keyless and (self.identity_token is not None or self.staging):
+            raise UsageError("--identity-token and --staging need --keyless", reason="no-signer")
+        witnessing = self.tlog_upload or self.rekor_url is not None or self.timestamp_server is not None
+        if self.keyless and witnessing:
+            raise UsageError("--tlog-upload, --rekor-url and --timestamp-server witness --key signatures (keyless "
+                             "signing always logs, and timestamps when the instance has a TSA)", reason="no-signer")
+        if self.key is None and not self.keyless and (witnessing or self.trust_config is not None):
+            raise UsageError("--trust-config, --tlog-upload and --timestamp-server need --key or --keyless",
+                             reason="no-signer")
+        if self.key is not None and fmt != "bundle" and (witnessing or self.trust_config is not None):
+            raise UsageError("--tlog-upload, --timestamp-server and --trust-config witness Sigstore bundles: "
+                             "use --format bundle", reason="format")
         if needed and self.key is None and not self.keyless:
             raise UsageError(f"give --key KEY or --keyless to sign {what}", reason="no-signer")
         if self.keyless and fmt != "bundle":
@@ -112,6 +136,9 @@ def attest(
     identity_token: IdentityTokenOption = None,
     staging: StagingOption = False,
     trust_config: TrustConfigOption = None,
+    tlog_upload: TlogUploadOption = False,
+    rekor_url: RekorUrlOption = None,
+    timestamp_server: TimestampServerOption = None,
     fmt: FormatOption = "bundle",
     replace: ReplaceOption = False,
     attachments_repo: AttachmentsRepoOption = None,
@@ -134,7 +161,8 @@ def attest(
 
         predicate_type = resolve_predicate_type(type_)
         _check_format(fmt)
-        choice = SignerChoice(key, keyless, identity_token, staging, trust_config)
+        choice = SignerChoice(key, keyless, identity_token, staging, trust_config, tlog_upload, rekor_url,
+                              timestamp_server)
         choice.check(fmt)
         ref = _digest_ref(reference, "attest")
         data = read_predicate(predicate)
@@ -154,6 +182,9 @@ def provenance(
     identity_token: IdentityTokenOption = None,
     staging: StagingOption = False,
     trust_config: TrustConfigOption = None,
+    tlog_upload: TlogUploadOption = False,
+    rekor_url: RekorUrlOption = None,
+    timestamp_server: TimestampServerOption = None,
     output_file: Annotated[
         Path | None, typer.Option("--output-file", "--output", help="Write the predicate here (atomically) "
                                   "instead of stdout.", dir_okay=False)
@@ -257,6 +288,8 @@ def verify_attestation(
     gh_sha: GithubShaOption = None,
     trusted_root: TrustedRootOption = None,
     staging: StagingOption = False,
+    require_tlog: RequireTlogOption = False,
+    require_timestamp: RequireTimestampOption = False,
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
@@ -297,7 +330,16 @@ def verify_attestation(
         if source_uri is not None:
             normalize_git_uri(source_uri)  # a malformed expectation is a usage error before any network
         conditions = [parse_where(w) for w in where or []]
+        if keyless is not None and (require_tlog or require_timestamp):
+            raise UsageError("--require-tlog and --require-timestamp are for --key (keyless signatures always need "
+                             "a log entry or timestamp)", reason="no-verifier")
         keys = load_public_keys(key) if key else {}
+        key_check = None
+        if keys:
+            from imgseal.cli._keyless import key_bundle_check
+
+            key_check = key_bundle_check(keys, trusted_root=trusted_root, staging=staging, require_tlog=require_tlog,
+                                         require_timestamp=require_timestamp)
         ref = parse_ref(reference)
         store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
@@ -311,7 +353,7 @@ def verify_attestation(
         outcome = examine_attestations(att_store, manifest.digest, attachments, predicate_type=predicate_type,
                                        keys=keys, slsa_checks=slsa, where=conditions,
                                        bundle_verifier=keyless.bundle if keyless else None,
-                                       legacy_verifier=keyless.legacy if keyless else None)
+                                       legacy_verifier=keyless.legacy if keyless else None, key_check=key_check)
         state["verified"] = []
         state["rejected"] = [{"artifact": r.artifact, "reason": r.reason, "message": r.message}
                              for r in outcome.rejected]
@@ -374,10 +416,11 @@ def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predica
     from signer.attest import attest, key_bundle_signer, signed_by_key
 
     assert choice.key is not None
+    witness = choice.witness()
     private_key = load_private_key(choice.key)
     subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
     return attest(att_store, ref.name, subject, predicate_type, predicate,
-                  signer=key_bundle_signer(private_key), key=private_key,
+                  signer=key_bundle_signer(private_key, witness), key=private_key,
                   fmt="legacy" if fmt == "legacy" else "bundle",
                   replace=signed_by_key(public_key_of(private_key)) if replace else None)
 

@@ -22,6 +22,7 @@ from imgseal.cli._common import (
     parse_ref,
     store_factory,
 )
+from imgseal.cli._witness import RekorUrlOption, TimestampServerOption, TlogUploadOption
 from imgseal.errors import UsageError
 
 
@@ -52,8 +53,11 @@ def sign(
         "ambient CI credentials, or the browser flow in a terminal).")] = None,
     staging: Annotated[bool, typer.Option("--staging", help="Keyless: use the Sigstore staging instance.")] = False,
     trust_config: Annotated[Path | None, typer.Option(
-        "--trust-config", dir_okay=False, help="Keyless: Sigstore ClientTrustConfig JSON (trusted root + signing "
-        "config) of a private instance; nothing contacts TUF.")] = None,
+        "--trust-config", dir_okay=False, help="Sigstore ClientTrustConfig JSON (trusted root + signing config) of a "
+        "private instance; nothing contacts TUF. With --key it supplies the Rekor and TSA URLs.")] = None,
+    tlog_upload: TlogUploadOption = False,
+    rekor_url: RekorUrlOption = None,
+    timestamp_server: TimestampServerOption = None,
     notation: Annotated[bool, typer.Option("--notation", help="Sign as the Notary Project does: a JWS envelope "
                                            "with an X.509 chain (--key KEY.pem --cert CHAIN.pem).")] = False,
     cert: Annotated[str | None, typer.Option("--cert", help="Notation: PEM certificate chain, leaf first.")] = None,
@@ -66,7 +70,10 @@ def sign(
 ) -> None:
     """Sign the manifest digest REFERENCE names and attach the signature beside the image.
 
-    With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
+    With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt; a
+    pkcs11: URI signs on the token (PIN from IMGSEAL_PKCS11_PIN or a prompt). --tlog-upload logs a
+    --key bundle in Rekor (entry and inclusion proof in the bundle) and --timestamp-server adds an
+    RFC 3161 timestamp, so verifiers can prove when it was signed.
     With --keyless the signature is a Sigstore bundle for an OIDC identity (production by
     default; --staging or --trust-config FILE for other instances); with --format legacy it is
     cosign's .sig layer carrying the certificate, chain, Rekor bundle and timestamp annotations.
@@ -91,8 +98,23 @@ def sign(
                              reason="no-signer")
         if not notation and (cert is not None or expiry is not None):
             raise UsageError("--cert and --expiry need --notation", reason="no-signer")
-        if not keyless and (identity_token is not None or staging or trust_config is not None):
-            raise UsageError("--identity-token, --staging and --trust-config need --keyless", reason="no-signer")
+        if not keyless and (identity_token is not None or staging):
+            raise UsageError("--identity-token and --staging need --keyless", reason="no-signer")
+        witnessing = tlog_upload or rekor_url is not None or timestamp_server is not None
+        if (keyless or notation) and witnessing:
+            raise UsageError("--tlog-upload, --rekor-url and --timestamp-server witness --key signatures (keyless "
+                             "signing always logs, and timestamps when the instance has a TSA)", reason="no-signer")
+        if notation and trust_config is not None:
+            raise UsageError("--trust-config is for --keyless or --key", reason="no-signer")
+        witness = None
+        if not keyless and not notation:
+            from imgseal.cli._witness import resolve_witness
+
+            witness = resolve_witness(tlog_upload=tlog_upload, rekor_url=rekor_url,
+                                      timestamp_server=timestamp_server, trust_config=trust_config)
+            if witness is not None and fmt != "bundle":
+                raise UsageError("--tlog-upload, --timestamp-server and --trust-config witness Sigstore bundles: "
+                                 "use --format bundle", reason="format")
         annotations = parse_annotations(annotation)
         ref = parse_ref(reference, default_tag=None)
         if ref.digest is None and not resolve_tag:
@@ -151,7 +173,8 @@ def sign(
             if ref.digest is None:
                 err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
             for subject in targets(store, manifest, recursive):
-                signed = sign_with_key(att_store, ref.name, subject, private_key, fmt=fmt, annotations=annotations)
+                signed = sign_with_key(att_store, ref.name, subject, private_key, fmt=fmt, annotations=annotations,
+                                       witness=witness)
                 results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                 "artifact": str(signed.artifact.digest) if signed.artifact else None})
         if output is OutputFormat.json:

@@ -34,6 +34,8 @@ from imgseal.cli._keyless import (
     IdentityRegexpOption,
     IssuerOption,
     IssuerRegexpOption,
+    RequireTimestampOption,
+    RequireTlogOption,
     StagingOption,
     TrustedRootOption,
     keyless_verifiers,
@@ -64,6 +66,8 @@ def verify(
     gh_sha: GithubShaOption = None,
     trusted_root: TrustedRootOption = None,
     staging: StagingOption = False,
+    require_tlog: RequireTlogOption = False,
+    require_timestamp: RequireTimestampOption = False,
     notation: Annotated[bool, typer.Option("--notation", help="Verify Notary Project signatures under a notation "
                                            "trust policy and trust store.")] = False,
     trust_policy: Annotated[str | None, typer.Option(
@@ -106,11 +110,19 @@ def verify(
             issuer_regexp=issuer_regexp, gh_repository=gh_repository, gh_ref=gh_ref, gh_trigger=gh_trigger,
             gh_sha=gh_sha, trusted_root=trusted_root, staging=staging)
         keys: dict[str, Any] = {}
+        key_check = None
+        if keyless is not None and (require_tlog or require_timestamp):
+            raise UsageError("--require-tlog and --require-timestamp are for --key (keyless signatures always need "
+                             "a log entry or timestamp)", reason="no-verifier")
         if keyless is None:
             assert key is not None
             keys = load_public_keys(key)
             if threshold > len(keys):
                 raise UsageError(f"--threshold {threshold} is more than the {len(keys)} key(s) given")
+            from imgseal.cli._keyless import key_bundle_check
+
+            key_check = key_bundle_check(keys, trusted_root=trusted_root, staging=staging, require_tlog=require_tlog,
+                                         require_timestamp=require_timestamp)
         wanted = parse_annotations(annotation)
         ref = parse_ref(reference)
         store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
@@ -125,7 +137,7 @@ def verify(
         attachments = attach.discover(att_store, manifest.digest)
         outcome = verify_key_signatures(att_store, manifest.digest, attachments, keys, annotations=wanted,
                                         bundle_verifier=keyless.bundle if keyless else None,
-                                        legacy_verifier=keyless.legacy if keyless else None)
+                                        legacy_verifier=keyless.legacy if keyless else None, key_check=key_check)
         state["rejected"] = [{"artifact": a, "reason": r, "message": m} for a, r, m in outcome.rejected]
         judge(outcome, threshold)
         verified = [
@@ -148,6 +160,8 @@ def verify(
             err("  - certificate chain, transparency log entry and signing time checked offline")
         else:
             err(f"  - signatures by {len(outcome.signers)} of {len(keys)} key(s) verified (threshold {threshold})")
+            if key_check is not None and key_check.policy.requires_anything:
+                err(f"  - each with {key_check.policy.describe()}, checked offline against the trusted root")
         err("  - each verified payload names this exact digest")
         if wanted:
             err("  - annotations matched")

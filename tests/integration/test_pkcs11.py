@@ -243,3 +243,22 @@ def test_pin_in_the_uri_works_with_a_warning_and_is_never_echoed(token: SoftHsmT
 def test_no_pin_and_no_terminal_is_a_usage_error(token: SoftHsmToken, tmp_path: Path) -> None:
     r = _imgseal("keys", "public", token.uri("ext-ec"), env=token.env(pin=False), cwd=tmp_path, input="")
     assert r.returncode == 2 and "IMGSEAL_PKCS11_PIN" in _one_error_line(r)
+
+
+def test_token_signature_witnessed_by_the_rig(token: SoftHsmToken, registry: Any, sigstore_rig: SigstoreRig,
+                                              tmp_path: Path) -> None:
+    # A token key, a Rekor entry and a TSA timestamp: the bundle sigstore-js accepts with both thresholds at 1.
+    desc = push_image(registry.host, "pkcs11/witnessed", content=b"pkcs11 witnessed")
+    ref = f"{registry.host}/pkcs11/witnessed@{desc.digest}"
+    r = _imgseal("sign", ref, "--key", token.uri("ext-ec"), "--tlog-upload", "--trust-config",
+                 str(sigstore_rig.trust_config_path), env=token.env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pub = token.directory / "ext-ec.pub"
+    r = _imgseal("verify", ref, "--key", str(pub), "--trusted-root", str(sigstore_rig.trusted_root_path),
+                 "--require-tlog", "--require-timestamp", env={}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes(signature_bundle(registry.host, "pkcs11/witnessed", desc.digest))
+    ok = node_verify(bundle, sigstore_rig.trusted_root_path, key=pub, digest=str(desc.digest), tlog_threshold=1,
+                     timestamp_threshold=1)
+    assert ok.ok, ok.message
