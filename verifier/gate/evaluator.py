@@ -42,7 +42,13 @@ from verifier.gate.policy import (
     Rule,
     reference_name,
 )
-from verifier.gate.requirements import check_attestation, check_keyless, check_notation, check_signatures
+from verifier.gate.requirements import (
+    check_attestation,
+    check_keyless,
+    check_notation,
+    check_signatures,
+    key_check,
+)
 from verifier.gate.verdict import CheckFailed, DecisionKind, Plan, Verdict, apply_mode, shown, undecided
 
 T = TypeVar("T")
@@ -347,19 +353,24 @@ class Evaluator:
         req = rule.require
         failures: list[CheckFailed] = []
         checks: list[tuple[str, Callable[[], None]]] = []
+        def rule_root() -> Any:
+            return self._trusted_root(rule)
+
         if req.signatures is not None:
             sigs = req.signatures
-            checks.append(("signatures", lambda: check_signatures(store, digest, attachments, sigs)))
+            checks.append(("signatures", lambda: check_signatures(store, digest, attachments, sigs, rule_root)))
         if req.keyless:
             trust = self._trusted_root(rule)
             checks.append(("keyless", lambda: check_keyless(store, digest, attachments, req.keyless, trust)))
         for att in req.attestations:
             keys = att.keys or (req.signatures.keys if req.signatures else ())
             trust = self._trusted_root(rule) if req.keyless else None
+            # Borrowed signature keys bring the signature rule's witness demands (a retired key stays retired).
+            witness = key_check(keys, None if att.keys else req.signatures, rule_root) if keys else None
 
             def check_att(att: AttestationRequirement = att, keys: Sequence[PolicyKey] = keys,
-                          trust: Any = trust) -> None:
-                check_attestation(store, digest, attachments, att, keys, req.keyless, trust)
+                          trust: Any = trust, witness: Any = witness) -> None:
+                check_attestation(store, digest, attachments, att, keys, req.keyless, trust, witness)
 
             checks.append((f"attestation {att.predicate_type}", check_att))
         if req.notation is not None:

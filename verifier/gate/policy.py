@@ -71,10 +71,25 @@ class PolicyKey:
 
 @dataclass(frozen=True)
 class SignatureRequirement:
-    """Signatures by at least ``threshold`` distinct keys of ``keys``."""
+    """Signatures by at least ``threshold`` distinct keys of ``keys``.
+
+    ``tlog`` / ``timestamp`` require each counted signature's bundle to carry a verified Rekor
+    entry / RFC 3161 timestamp; ``not_after`` retires the keys at that instant: a signature then
+    counts only if a log or TSA time proves it was made before (:mod:`verifier.key_witness`).
+    """
 
     keys: tuple[PolicyKey, ...]
     threshold: int
+    tlog: bool = False
+    timestamp: bool = False
+    not_after: dt.datetime | None = None
+    not_after_text: str | None = None  # as written, for messages
+
+    def describe_witness(self) -> str:
+        parts = (["a log entry"] if self.tlog else []) + (["a timestamp"] if self.timestamp else [])
+        if self.not_after_text is not None:
+            parts.append(f"proven made before the keys' retirement (not_after {self.not_after_text})")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -405,8 +420,10 @@ def _fingerprint_doc(rule: Rule) -> dict[str, Any]:
         "name": rule.name, "mode": rule.mode, "allow": rule.allow, "deny": rule.deny,
         "trusted_root": hashlib.sha256(rule.trusted_root.read_bytes()).hexdigest() if rule.trusted_root else None,
         "digest": req.digest,
-        "signatures": None if req.signatures is None else {"keys": keys_doc(req.signatures.keys),
-                                                            "threshold": req.signatures.threshold},
+        "signatures": None if req.signatures is None else {
+            "keys": keys_doc(req.signatures.keys), "threshold": req.signatures.threshold,
+            "tlog": req.signatures.tlog, "timestamp": req.signatures.timestamp,
+            "not_after": req.signatures.not_after.isoformat() if req.signatures.not_after else None},
         "keyless": [vars(s) for s in req.keyless],
         "attestations": [{"type": a.predicate_type, **a.slsa_checks, "where": [w.text for w in a.where],
                           "keys": keys_doc(a.keys)} for a in req.attestations],
@@ -430,7 +447,8 @@ def describe_rule(rule: Rule) -> Iterator[str]:
         yield "digest: the reference must name a digest (tag-only references are denied)"
     if req.signatures is not None:
         names = ", ".join(k.name for k in req.signatures.keys)
-        yield f"signatures: {req.signatures.threshold} of [{names}]"
+        witness = req.signatures.describe_witness()
+        yield f"signatures: {req.signatures.threshold} of [{names}]" + (f", each with {witness}" if witness else "")
     if req.keyless:
         yield "keyless: any of " + "; ".join(s.describe() for s in req.keyless)
     for att in req.attestations:

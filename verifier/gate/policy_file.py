@@ -125,7 +125,7 @@ _NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
 #: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
 MAX_TRUST_STORE_FILES: Final = 1000
 MAX_TRUST_STORE_BYTES: Final = 16 << 20
-_SIGNATURE_KEYS: Final = frozenset({"keys", "threshold"})
+_SIGNATURE_KEYS: Final = frozenset({"keys", "threshold", "tlog", "timestamp", "not_after"})
 _KEYLESS_KEYS: Final = frozenset({"identity", "issuer", "identity_regexp", "issuer_regexp", "github_repository",
                                   "github_ref", "github_trigger", "github_sha"})
 _ATTESTATION_KEYS: Final = frozenset({"type", "builder_id", "source_uri", "source_branch", "source_tag", "build_type",
@@ -295,7 +295,7 @@ class _Reader:
             out.append(PolicyException(number, _line(enode), images, namespaces, until[0], until[1], reason))
         return tuple(out)
 
-    def until(self, node: yaml.Node, label: str) -> tuple[dt.datetime, str] | None:
+    def until(self, node: yaml.Node, label: str, field: str = "until") -> tuple[dt.datetime, str] | None:
         value: object = None
         if isinstance(node, yaml.ScalarNode) and node.tag in ("tag:yaml.org,2002:timestamp",
                                                               "tag:yaml.org,2002:str"):
@@ -310,7 +310,8 @@ class _Reader:
         try:
             return parse_until(value)
         except UsageError as e:
-            self.issue(_line(node), f"{label}: {e.message}")
+            message = e.message if field == "until" else e.message.replace("until", field, 1)
+            self.issue(_line(node), f"{label}: {message}")
             return None
 
     def rule(self, node: yaml.Node, index: int) -> Rule | None:
@@ -518,7 +519,29 @@ class _Reader:
             self.issue(_line(fields.get("threshold", node)),
                        f"{label}: threshold {threshold} is more than the {len(keys)} key(s) listed")
             return None
-        return SignatureRequirement(tuple(keys), threshold) if keys is not None else None
+        witness = self.signature_witness(fields, label)
+        if keys is None or witness is None:
+            return None
+        tlog, timestamp, not_after = witness
+        return SignatureRequirement(tuple(keys), threshold, tlog=tlog, timestamp=timestamp,
+                                    not_after=not_after[0] if not_after else None,
+                                    not_after_text=not_after[1] if not_after else None)
+
+    def signature_witness(self, fields: dict[str, yaml.Node], label: str
+                          ) -> tuple[bool, bool, tuple[dt.datetime, str] | None] | None:
+        """``tlog``, ``timestamp`` (booleans) and ``not_after`` (a date: the keys retire at the end of
+        that day, UTC; or a timestamp with a zone) of ``signatures``; None after reporting a problem."""
+        tlog = self.boolean(fields["tlog"], f"{label} signatures.tlog") if "tlog" in fields else False
+        timestamp = self.boolean(fields["timestamp"], f"{label} signatures.timestamp") if "timestamp" in fields \
+            else False
+        not_after = None
+        if "not_after" in fields:
+            not_after = self.until(fields["not_after"], f"{label} signatures.not_after", "not_after")
+            if not_after is None:
+                return None
+        if tlog is None or timestamp is None:
+            return None
+        return tlog, timestamp, not_after
 
     def key_list(self, node: yaml.Node, what: str) -> list[PolicyKey] | None:
         items = self.sequence(node, what)

@@ -29,12 +29,25 @@ def _key_map(keys: Sequence[PolicyKey]) -> dict[str, Any]:
     return {k.name: k.key for k in keys}
 
 
+def key_check(keys: Sequence[PolicyKey], req: SignatureRequirement | None, trust_loader: Callable[[], Any]) -> Any:
+    """The :class:`verifier.key_witness.KeyBundleCheck` for ``keys`` under the witness demands of ``req``
+    (``tlog``, ``timestamp``, ``not_after``); the trusted root is loaded only if a bundle needs it."""
+    from verifier.key_witness import KeyBundleCheck, KeyWitnessPolicy
+
+    policy = KeyWitnessPolicy() if req is None else KeyWitnessPolicy(require_tlog=req.tlog,
+                                                                     require_timestamp=req.timestamp,
+                                                                     not_after=req.not_after)
+    return KeyBundleCheck(_key_map(keys), policy, trust_loader)
+
+
 def check_signatures(store: Store, digest: Digest, attachments: list[attach.Attachment],
-                      req: SignatureRequirement) -> None:
-    """Signatures by ``threshold`` distinct policy keys (verifier.image, the same code as ``imgseal verify``)."""
+                      req: SignatureRequirement, trust_loader: Callable[[], Any]) -> None:
+    """Signatures by ``threshold`` distinct policy keys (verifier.image, the same code as ``imgseal verify``),
+    each with the witnesses ``req`` demands."""
     from verifier.image import judge, verify_key_signatures
 
-    outcome = verify_key_signatures(store, digest, attachments, _key_map(req.keys))
+    outcome = verify_key_signatures(store, digest, attachments, _key_map(req.keys),
+                                    key_check=key_check(req.keys, req, trust_loader))
     judge(outcome, req.threshold)
 
 
@@ -96,15 +109,18 @@ def check_keyless(store: Store, digest: Digest, attachments: list[attach.Attachm
 
 def check_attestation(store: Store, digest: Digest, attachments: list[attach.Attachment],
                        req: AttestationRequirement, keys: Sequence[PolicyKey], signers: Sequence[KeylessSigner],
-                       trust: Any) -> None:
-    """An attestation of the type, signed by a rule signer, passing the SLSA and where checks (verifier.attestation)."""
+                       trust: Any, key_witness: Any = None) -> None:
+    """An attestation of the type, signed by a rule signer, passing the SLSA and where checks (verifier.attestation).
+
+    ``key_witness`` (a :func:`key_check`) judges witnessed key bundles, and carries the signature
+    rule's ``tlog``/``timestamp``/``not_after`` when the attestation borrows ``signatures.keys``."""
     from verifier.attestation import SlsaExpectations, verify_attestations
 
     bundle_verifier = _keyless_verifier(signers, trust, req.predicate_type) if signers else None
     legacy_verifier = _keyless_legacy_attestation_verifier(signers, trust) if signers else None
     verify_attestations(store, digest, attachments, predicate_type=req.predicate_type, keys=_key_map(keys),
                         slsa_checks=SlsaExpectations(**req.slsa_checks), where=req.where,
-                        bundle_verifier=bundle_verifier, legacy_verifier=legacy_verifier)
+                        bundle_verifier=bundle_verifier, legacy_verifier=legacy_verifier, key_check=key_witness)
 
 
 def check_notation(store: Store, ref: Reference, digest: Digest, attachments: list[attach.Attachment],
