@@ -10,6 +10,8 @@
 4. ``imgseal verify-bundle`` vs ``python -m sigstore verify identity --offline`` on one
    conformance bundle (whole-process ratio; target <= 0.5): :mod:`bench.verify_bundle`.
 5. ``imgseal gate`` over 200 distinct signed images, cold and warm: :mod:`bench.gate`.
+6. Sign time with a PKCS#11 key (SoftHSM v2) against the same key as a file: :mod:`bench.pkcs11`
+   (skipped without softhsm2).
 Also :mod:`bench.naive_race`: what a cosign-style referrers-index read-modify-write loses.
 
 ``IMGSEAL_BENCH_MIB`` sets the layer size (default 1024).
@@ -86,8 +88,9 @@ def main() -> None:
         from bench import naive_race
 
         naive_race.main()
-    from bench import verify, verify_bundle
+    from bench import pkcs11, verify, verify_bundle
 
+    pkcs11.main()  # 6. PKCS#11 token key vs the same key as a file (signature and whole command)
     verify_bundle.main()  # 4. verify-bundle vs sigstore-python's CLI (ratio; target <= 0.5)
     if shutil.which("docker-registry"):
         verify.main()  # 3. verify --key and CLI import time, interleaved with the interpreter floor
