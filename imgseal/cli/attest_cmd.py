@@ -148,7 +148,9 @@ def attest(
 ) -> None:
     """Sign an in-toto statement about REFERENCE's digest and attach it beside the image.
 
-    With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt.
+    With --key the password comes from IMGSEAL_PASSWORD or COSIGN_PASSWORD, else a prompt; a
+    pkcs11: URI signs on the token (PIN from IMGSEAL_PKCS11_PIN or a prompt). --tlog-upload and
+    --timestamp-server witness a --key bundle with a Rekor entry and an RFC 3161 timestamp.
     With --keyless the statement is signed for an OIDC identity (Fulcio certificate, Rekor
     entry) as `imgseal sign --keyless` does; its bundle must stay under 16 MiB (checked before
     signing). Exit codes: 0 attached; 2 bad usage or predicate file; 3 registry or Sigstore
@@ -302,6 +304,8 @@ def verify_attestation(
     --certificate-oidc-issuer[-regexp], verified offline against the trusted root), is a
     signed in-toto statement about this exact digest and of this exact type, and meets every
     SLSA expectation and --where condition. --key and the keyless options are exclusive.
+    Witnessed key bundles are verified against the trusted root; --require-tlog /
+    --require-timestamp count only key attestations that carry a log entry / timestamp.
     Both Sigstore bundle referrers and cosign's legacy .att layers (key or keyless) are read.
     Prints the verified statements as JSON on stdout and a summary on stderr. Exit codes:
     0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.

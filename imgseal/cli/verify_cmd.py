@@ -87,7 +87,10 @@ def verify(
     signature with certificate and Rekor bundle annotations) verifies offline against the
     trusted root, its certificate matches the identity policy, and its payload names this
     exact digest; --threshold then counts distinct matching identities. --key and the keyless
-    options are exclusive. With --notation: passes when a notation signature satisfies the trust
+    options are exclusive. A key bundle's Rekor entry and RFC 3161 timestamp, when it carries
+    them, are verified against the trusted root (--trusted-root or the embedded one);
+    --require-tlog / --require-timestamp count only key signatures that carry them.
+    With --notation: passes when a notation signature satisfies the trust
     policy that applies to the repository (levels strict/permissive/audit/skip).
     Prints a summary on stderr and the verified payloads as JSON on stdout.
     Exit codes: 0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
