@@ -173,6 +173,7 @@ def attest(
     fmt: Format = "bundle",
     replace: Ownership | None = None,
     bundle_limit: int | None = None,
+    witness: Witness | None = None,
 ) -> Attestation:
     """Sign an in-toto statement (subject = ``subject.digest``) and attach it beside the image.
 
@@ -182,6 +183,8 @@ def attest(
     are removed after the new one is attached. ``bundle_limit`` (keyless signers: pass
     :data:`imgseal.payloads.MAX_BUNDLE_BYTES`) refuses, before signing, a statement whose
     bundle would exceed it, and checks the signed bundle again before attaching it.
+    ``witness`` logs/timestamps a legacy ``.att`` envelope (cosign's layer annotations; a
+    ``dsse`` entry); for bundles the ``signer`` carries it (:func:`key_bundle_signer`).
     """
     statement = image_statement(name, subject.digest, predicate_type, predicate)
     payload = statement.to_bytes()
@@ -195,8 +198,13 @@ def attest(
             raise UsageError("--format legacy needs --key: legacy .att attestations are key-signed",
                              reason="no-signer")
         envelope = sign_envelope(PAYLOAD_TYPE, payload, [("", lambda pae: sign(key, pae))])
-        layer = attach.Layer(envelope.to_json(), ENVELOPE_MEDIA_TYPE,
-                             {LEGACY_PREDICATE_ANNOTATION: statement.predicate_type})
+        layer_annotations = {LEGACY_PREDICATE_ANNOTATION: statement.predicate_type}
+        if witness is not None and witness.wanted:
+            from keys import public_pem
+            from signer.witness import legacy_annotations, witness_envelope
+
+            layer_annotations.update(legacy_annotations(witness_envelope(witness, envelope, public_pem(key))))
+        layer = attach.Layer(envelope.to_json(), ENVELOPE_MEDIA_TYPE, layer_annotations)
         manifest_digest = attach.attach_legacy(store, subject.digest, suffix="att", layer=layer)
         keep = Digest.of(layer.data)
         artifact = f"{attach.legacy_tag(subject.digest, 'att')}@{manifest_digest}"

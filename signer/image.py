@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from imgseal import attach
 from imgseal.dsse import Envelope, sign_envelope
-from imgseal.errors import UsageError
 from imgseal.intoto import PAYLOAD_TYPE, image_statement
 from imgseal.manifest import Descriptor, ImageIndex, Manifest
 from imgseal.payloads import (
@@ -59,6 +58,21 @@ def key_dsse_bundle(key: PrivateKey, payload: bytes, payload_type: str = PAYLOAD
                            rfc3161_timestamps=witnessed.rfc3161_timestamps)
 
 
+def legacy_witness(witness: Witness, key: PrivateKey, payload: bytes, signature: bytes) -> dict[str, str]:
+    """cosign's witness annotations for a legacy ``.sig`` layer: a hashedrekord entry (hash: the
+    one the key signs with) and/or a timestamp over the signature."""
+    import hashlib
+
+    from keys import hash_algorithm
+    from signer.witness import legacy_annotations, witness_message
+
+    algorithm = hash_algorithm(key)
+    hash_name = algorithm.name if algorithm is not None else "sha512"
+    witnessed = witness_message(witness, signature, hash_name, hashlib.new(hash_name, payload).digest(),
+                                public_pem(key))
+    return legacy_annotations(witnessed)
+
+
 def attach_bundle(store: Store, subject: Descriptor, bundle: bytes, predicate_type: str) -> Descriptor:
     """Attach a DSSE bundle as an OCI 1.1 referrer, annotated as cosign v3 does."""
     annotations = {
@@ -80,14 +94,15 @@ def sign_with_key(
     annotations: Mapping[str, str] | None = None,
     witness: Witness | None = None,
 ) -> SignedArtifact:
-    """Sign one manifest digest and attach the signature beside it (``witness``: bundles only)."""
+    """Sign one manifest digest and attach the signature beside it, witnessed as ``witness`` asks
+    (bundles: entry and timestamp in the bundle; legacy: cosign's layer annotations)."""
     if fmt == "legacy":
-        if witness is not None and witness.wanted:
-            raise UsageError("--tlog-upload and --timestamp-server witness Sigstore bundles (--format bundle)",
-                             reason="format")
         payload = simple_signing_payload(name, subject.digest, annotations)
-        signature = base64.b64encode(sign(key, payload)).decode()
-        layer = attach.Layer(payload, attach.SIMPLESIGNING, {SIGNATURE_ANNOTATION: signature})
+        raw_signature = sign(key, payload)
+        layer_annotations = {SIGNATURE_ANNOTATION: base64.b64encode(raw_signature).decode()}
+        if witness is not None and witness.wanted:
+            layer_annotations.update(legacy_witness(witness, key, payload, raw_signature))
+        layer = attach.Layer(payload, attach.SIMPLESIGNING, layer_annotations)
         attach.attach_legacy(store, subject.digest, suffix="sig", layer=layer)
         return SignedArtifact(subject, None, fmt)
     predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}

@@ -79,7 +79,77 @@ def witness_envelope(witness: Witness, envelope: Envelope, public_pem: bytes) ->
     return Witnessed(entries, stamps)
 
 
+def witness_message(witness: Witness, signature: bytes, hash_name: str, digest: bytes, public_pem: bytes) -> Witnessed:
+    """Timestamp and/or log a plain signature over a payload with digest ``digest`` (cosign's legacy
+    ``.sig``: a Rekor ``hashedrekord`` 0.0.1 entry, the hash being the one the key signs with)."""
+    stamps: tuple[bytes, ...] = ()
+    entries: tuple[dict[str, Any], ...] = ()
+    if witness.tsa_url is not None:
+        stamps = (request_timestamp(witness.tsa_url, signature, timeout=witness.timeout),)
+    if witness.rekor_url is not None:
+        entries = (log_hashedrekord(witness.rekor_url, signature, hash_name, digest, public_pem,
+                                    timeout=witness.timeout),)
+    return Witnessed(entries, stamps)
+
+
+def legacy_annotations(witnessed: Witnessed) -> dict[str, str]:
+    """cosign's layer annotations for the witnesses of a legacy ``.sig`` / ``.att`` layer
+    (``pkg/oci/static``: ``dev.sigstore.cosign/bundle`` is ``bundle.RekorBundle`` — SET and entry,
+    fields in Go's struct order — and ``dev.sigstore.cosign/rfc3161timestamp``)."""
+    from imgseal.payloads import REKOR_BUNDLE_ANNOTATION
+    from signer.keyless import RFC3161_ANNOTATION
+
+    out: dict[str, str] = {}
+    if witnessed.tlog_entries:
+        entry = witnessed.tlog_entries[0]
+        rekor_bundle = {
+            "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+            "Payload": {
+                "body": entry["canonicalizedBody"],
+                "integratedTime": int(entry["integratedTime"]),
+                "logIndex": int(entry["logIndex"]),
+                "logID": base64.b64decode(entry["logId"]["keyId"]).hex(),
+            },
+        }
+        out[REKOR_BUNDLE_ANNOTATION] = json.dumps(rekor_bundle, separators=(",", ":"))
+    if witnessed.rfc3161_timestamps:
+        stamp = base64.b64encode(witnessed.rfc3161_timestamps[0]).decode()
+        out[RFC3161_ANNOTATION] = json.dumps({"SignedRFC3161Timestamp": stamp}, separators=(",", ":"))
+    return out
+
+
 # --- Rekor v1 ----------------------------------------------------------------------------------
+
+
+def hashedrekord_proposed_entry(signature: bytes, hash_name: str, digest: bytes, public_pem: bytes) -> dict[str, Any]:
+    """Rekor ``hashedrekord`` v0.0.1 proposed entry (rekor ``pkg/types/hashedrekord/v0.0.1``)."""
+    return {
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": hash_name, "value": digest.hex()}},
+            "signature": {"content": base64.b64encode(signature).decode(),
+                          "publicKey": {"content": base64.b64encode(public_pem).decode()}},
+        },
+    }
+
+
+def log_hashedrekord(rekor_url: str, signature: bytes, hash_name: str, digest: bytes, public_pem: bytes, *,
+                     timeout: float = 30.0) -> dict[str, Any]:
+    """Log a plain signature; the bundle ``TransparencyLogEntry`` (protobuf JSON) for it."""
+    proposed = hashedrekord_proposed_entry(signature, hash_name, digest, public_pem)
+    entry = _single_entry(_post_json(rekor_url.rstrip("/") + "/api/v1/log/entries", proposed, timeout=timeout))
+    body = _b64(entry.get("body"), "body")
+    try:
+        doc = json.loads(body)
+        kind, version, spec = doc["kind"], doc["apiVersion"], doc["spec"]
+        logged_hash, logged_sig = spec["data"]["hash"], spec["signature"]["content"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UndecidableError("Rekor returned an entry body imgseal cannot read", reason="rekor") from e
+    if (kind, version) != ("hashedrekord", "0.0.1") or logged_hash != {"algorithm": hash_name, "value": digest.hex()} \
+            or logged_sig != base64.b64encode(signature).decode():
+        raise UndecidableError("Rekor logged another entry than the signature proposed", reason="rekor")
+    return tlog_entry_json(entry, body, kind="hashedrekord", version="0.0.1")
 
 
 def dsse_proposed_entry(envelope: Envelope, public_pem: bytes) -> dict[str, Any]:

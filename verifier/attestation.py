@@ -196,10 +196,15 @@ def examine_attestations(
                                                     "verification, not a key", reason="keyless")
                         signer = legacy_verifier(envelope, layer.annotations)
                     else:
-                        refusal = key_check.legacy_refusal() if key_check is not None else None
-                        if refusal is not None:
-                            raise refusal
                         signer = _verify_with_keys(envelope, verifiers)
+                        if key_check is not None and key_check.legacy_needed(layer.annotations):
+                            from verifier.sigstore.tlog import DsseContent
+
+                            if len(envelope.signatures) != 1:
+                                raise VerificationError("a witnessed attestation envelope must have one signature",
+                                                        reason="signature-malformed")
+                            key_check.check_legacy(signer, DsseContent(envelope.payload_type, envelope.payload,
+                                                                       envelope.signatures[0].sig), layer.annotations)
                     statement = check_bundle_statement(envelope, digest, predicate_type)
                     check(artifact, att.found_via, "legacy", signer, statement)
                 except Error as e:

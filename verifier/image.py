@@ -132,12 +132,8 @@ def verify_key_signatures(
                 if layer.media_type != attach.SIMPLESIGNING:
                     continue
                 outcome.examined += 1
-                refusal = key_check.legacy_refusal() if key_check is not None and legacy_verifier is None else None
-                if refusal is not None:
-                    outcome.rejected.append((f"{att.digest}#{layer.digest.short}", refusal.reason,
-                                             refusal.one_line()))
-                    continue
-                _check_legacy_layer(store, digest, att, layer, verifiers, wanted, outcome, legacy_verifier)
+                _check_legacy_layer(store, digest, att, layer, verifiers, wanted, outcome, legacy_verifier,
+                                    None if legacy_verifier is not None else key_check)
             continue
         if att.artifact_type not in BUNDLE_MEDIA_TYPES and att.artifact_type != attach.BUNDLE_V03:
             continue
@@ -187,7 +183,7 @@ def _verify_envelope_with_keys(envelope: Envelope, verifiers: KeyVerifiers) -> s
 
 def _check_legacy_layer(store: Store, digest: Digest, att: attach.Attachment, layer: Descriptor,
                         verifiers: KeyVerifiers, wanted: Mapping[str, str], outcome: Outcome,
-                        legacy_verifier: LegacyVerifier | None = None) -> None:
+                        legacy_verifier: LegacyVerifier | None = None, key_check: KeyBundleCheck | None = None) -> None:
     where = f"{att.digest}#{layer.digest.short}"
     try:
         sig_text = layer.annotations.get(SIGNATURE_ANNOTATION)
@@ -209,6 +205,9 @@ def _check_legacy_layer(store: Store, digest: Digest, att: attach.Attachment, la
             signer = next((name for name, fn in verifiers.items() if _safe(fn, payload, signature)), None)
         if signer is None:
             raise VerificationError("signature does not verify with any given key", reason="no-matching-signature")
+        if key_check is not None and key_check.legacy_needed(layer.annotations):
+            key_check.check_legacy(signer, message_content(key_check.keys[signer], payload, signature),
+                                   layer.annotations)
         parsed = parse_simple_signing(payload)
         if parsed.digest != digest:
             raise VerificationError(f"signed payload is for {parsed.digest}, not for {digest}",
@@ -220,6 +219,19 @@ def _check_legacy_layer(store: Store, digest: Digest, att: attach.Attachment, la
         outcome.verified.append(VerifiedSignature(signer, att.found_via, "legacy", where, json.loads(payload)))
     except Error as e:
         outcome.rejected.append((where, e.reason, e.one_line()))
+
+
+def message_content(key: PublicKey, payload: bytes, signature: bytes) -> Any:
+    """The log-entry view of a legacy ``.sig`` signature: hashedrekord over the payload with the
+    hash the key signs with (SHA-256 for P-256 and RSA, as cosign logs them)."""
+    import hashlib
+
+    from keys import hash_algorithm
+    from verifier.sigstore.tlog import MessageContent
+
+    algorithm = hash_algorithm(key)
+    name = algorithm.name if algorithm is not None else "sha512"
+    return MessageContent(signature, name, hashlib.new(name, payload).digest())
 
 
 def _safe(fn: Callable[[bytes, bytes], bool], data: bytes, sig: bytes) -> bool:

@@ -17,8 +17,9 @@ What the policy adds (policy-controller #1874, Ratify #2753 decide by the same t
   signature with no proven time never counts for a retired key: its claimed time is the
   signer's word, which is what retiring the key stops trusting.
 
-Legacy ``.sig`` / ``.att`` key layers carry no witness imgseal writes or checks, so under any of
-these requirements they do not count (fail closed).
+Legacy ``.sig`` / ``.att`` key layers carry their witnesses in cosign's annotations: the Rekor
+bundle (an entry with its SET, no inclusion proof — checked as cosign checks it offline) and the
+RFC 3161 timestamp; :meth:`KeyBundleCheck.check_legacy` judges them by the same rules.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from cryptography.hazmat.primitives import serialization
 
 from imgseal.dsse import Envelope
 from imgseal.errors import VerificationError
-from imgseal.payloads import BundleSummary
+from imgseal.payloads import REKOR_BUNDLE_ANNOTATION, BundleSummary
 from keys import PublicKey
 
 if TYPE_CHECKING:
+    from verifier.sigstore.tlog import DsseContent, MessageContent
     from verifier.sigstore.trust import TrustMaterial
 
 
@@ -84,13 +86,39 @@ class KeyBundleCheck:
         """True when ``summary`` must be judged here rather than by its signature alone."""
         return summary.witnessed or self.policy.requires_anything
 
-    def legacy_refusal(self) -> VerificationError | None:
-        """Why a legacy key layer cannot count under this policy (``None``: it can)."""
-        if not self.policy.requires_anything:
-            return None
-        return VerificationError(f"legacy key signatures carry no verifiable witness; {self.policy.describe()} "
-                                 "is required (sign with --format bundle --tlog-upload / --timestamp-server)",
-                                 reason="tlog-missing" if self.policy.require_tlog else "timestamp")
+    def legacy_needed(self, annotations: Mapping[str, str]) -> bool:
+        """True when a legacy key layer must be judged here: it carries cosign's Rekor bundle or
+        timestamp annotation, or the policy requires a proven time."""
+        from verifier.keyless import RFC3161_ANNOTATION
+
+        return (REKOR_BUNDLE_ANNOTATION in annotations or RFC3161_ANNOTATION in annotations
+                or self.policy.requires_anything)
+
+    def check_legacy(self, signer: str, content: MessageContent | DsseContent,
+                     annotations: Mapping[str, str]) -> None:
+        """Judge the witnesses of a legacy layer whose signature ``signer`` (a name of :attr:`keys`)
+        already verified: cosign's ``dev.sigstore.cosign/bundle`` (a Rekor v1 entry with its SET,
+        checked as cosign checks it offline — legacy layers carry no inclusion proof) and
+        ``dev.sigstore.cosign/rfc3161timestamp`` (over the signature bytes)."""
+        from verifier.keyless import parse_rekor_bundle_annotation, parse_rfc3161_annotation, verify_rekor_bundle_entry
+        from verifier.sigstore.bundle import ParsedBundle, _verify_timestamps
+        from verifier.sigstore.tlog import Signer
+
+        entry = parse_rekor_bundle_annotation(annotations)
+        stamp = parse_rfc3161_annotation(annotations)
+        if entry is None and self.policy.require_tlog:
+            raise VerificationError("legacy signature has no Rekor bundle annotation (--require-tlog)",
+                                    reason="tlog-missing")
+        if stamp is None and self.policy.require_timestamp:
+            raise VerificationError("legacy signature has no RFC 3161 timestamp annotation (--require-timestamp)",
+                                    reason="timestamp")
+        times: list[datetime] = []
+        if stamp is not None:
+            times += _verify_timestamps(ParsedBundle("legacy", "publicKey", (), (), (stamp,), None, None),
+                                        self.trust(), content.signature)
+        if entry is not None:
+            times.append(verify_rekor_bundle_entry(entry, self.trust(), Signer(self.keys[signer]), content))
+        self._check_not_after(min(times) if times else None)
 
     def trust(self) -> TrustMaterial:
         if self._trust is None:

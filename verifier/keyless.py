@@ -123,11 +123,31 @@ def parse_legacy_material(annotations: Mapping[str, str]) -> LegacyMaterial:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError as e:
         raise _malformed(f"certificate annotation is not a PEM certificate: {e}") from e
-    raw = annotations.get(REKOR_BUNDLE_ANNOTATION)
-    if not raw:
+    entry = parse_rekor_bundle_annotation(annotations)
+    if entry is None:
         # cosign would look the entry up online; verification here is offline, so fail closed.
         raise VerificationError("legacy signature has no Rekor bundle annotation (transparency log entry with SET)",
                                 reason="tlog-missing")
+    return LegacyMaterial(cert, entry.set_signature, entry.body, entry.integrated_time, entry.log_index,
+                          entry.log_id, parse_rfc3161_annotation(annotations))
+
+
+@dataclass(frozen=True)
+class RekorBundleEntry:
+    """cosign's ``bundle.RekorBundle`` annotation: a Rekor v1 entry with its SET (no inclusion proof)."""
+
+    set_signature: bytes
+    body: bytes
+    integrated_time: int
+    log_index: int
+    log_id: bytes
+
+
+def parse_rekor_bundle_annotation(annotations: Mapping[str, str]) -> RekorBundleEntry | None:
+    """The ``dev.sigstore.cosign/bundle`` annotation, or None when the layer has none."""
+    raw = annotations.get(REKOR_BUNDLE_ANNOTATION)
+    if not raw:
+        return None
     doc = _json_object(raw, "Rekor bundle")
     payload = doc.get("Payload")
     if not isinstance(payload, dict):
@@ -140,12 +160,42 @@ def parse_legacy_material(annotations: Mapping[str, str]) -> LegacyMaterial:
         log_id_bytes = bytes.fromhex(log_id)
     except ValueError as e:
         raise _malformed("Rekor bundle logID is not hex") from e
-    stamp = None
-    if RFC3161_ANNOTATION in annotations:
-        stamp = _b64(_json_object(annotations[RFC3161_ANNOTATION], "RFC 3161 timestamp").get(
-            "SignedRFC3161Timestamp"), "SignedRFC3161Timestamp")
-    return LegacyMaterial(cert, _b64(doc.get("SignedEntryTimestamp"), "SignedEntryTimestamp"),
-                          _b64(payload.get("body"), "Payload.body"), integrated, index, log_id_bytes, stamp)
+    return RekorBundleEntry(_b64(doc.get("SignedEntryTimestamp"), "SignedEntryTimestamp"),
+                            _b64(payload.get("body"), "Payload.body"), integrated, index, log_id_bytes)
+
+
+def parse_rfc3161_annotation(annotations: Mapping[str, str]) -> bytes | None:
+    """The DER timestamp of the ``dev.sigstore.cosign/rfc3161timestamp`` annotation, if any."""
+    if RFC3161_ANNOTATION not in annotations:
+        return None
+    return _b64(_json_object(annotations[RFC3161_ANNOTATION], "RFC 3161 timestamp").get(
+        "SignedRFC3161Timestamp"), "SignedRFC3161Timestamp")
+
+
+def verify_rekor_bundle_entry(entry: RekorBundleEntry, trust: TrustMaterial, signer: tlog.Signer,
+                              content: tlog.MessageContent | tlog.DsseContent) -> datetime:
+    """SET by a trusted log key valid at the integrated time, and a logged body recording exactly
+    this signature, signer and content; the SET-proven time."""
+    log_key = trust.log_key(entry.log_id)
+    if log_key is None:
+        raise VerificationError("log entry was not made by a transparency log in the trusted root"
+                                f" (log id {entry.log_id.hex()[:16]}…)", reason="tlog-key")
+    tlog.verify_set(log_key, entry.set_signature, body=entry.body, integrated_time=entry.integrated_time,
+                    log_index=entry.log_index)
+    set_time = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+    if not log_key.valid_at(set_time):
+        raise VerificationError(f"log key was not valid at {set_time.isoformat()} (trusted root validity window)",
+                                reason="tlog-key")
+    # The logged entry must be this signature, by this signer, over this payload
+    # (CVE-2022-36056: a valid entry for another artifact proves nothing about this one).
+    try:
+        doc = json.loads(entry.body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VerificationError("transparency log entry body is not JSON", reason="tlog-body") from e
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    version = doc.get("apiVersion") if isinstance(doc, dict) else None
+    tlog.check_entry_body(entry.body, str(kind), str(version), signer, content)
+    return set_time
 
 
 def verify_legacy_signature(payload: bytes, signature: bytes, annotations: Mapping[str, str],
@@ -198,28 +248,10 @@ def _verify_legacy(signed: bytes, content: tlog.MessageContent | tlog.DsseConten
     stamps = (material.rfc3161_timestamp,) if material.rfc3161_timestamp is not None else ()
     times = _verify_timestamps(ParsedBundle("legacy", "certificate", (), (), stamps, None, None), trust, signature)
 
-    # … and from the SET, which a trusted log key must have signed while valid.
-    log_key = trust.log_key(material.log_id)
-    if log_key is None:
-        raise VerificationError("log entry was not made by a transparency log in the trusted root"
-                                f" (log id {material.log_id.hex()[:16]}…)", reason="tlog-key")
-    tlog.verify_set(log_key, material.set_signature, body=material.body, integrated_time=material.integrated_time,
-                    log_index=material.log_index)
-    set_time = datetime.fromtimestamp(material.integrated_time, tz=UTC)
-    if not log_key.valid_at(set_time):
-        raise VerificationError(f"log key was not valid at {set_time.isoformat()} (trusted root validity window)",
-                                reason="tlog-key")
-    times.append(set_time)
-
-    # The logged entry must be this signature, by this certificate, over this payload
-    # (CVE-2022-36056: a valid entry for another artifact proves nothing about this one).
-    try:
-        entry = json.loads(material.body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise VerificationError("transparency log entry body is not JSON", reason="tlog-body") from e
-    kind = entry.get("kind") if isinstance(entry, dict) else None
-    version = entry.get("apiVersion") if isinstance(entry, dict) else None
-    tlog.check_entry_body(material.body, str(kind), str(version), signer, content)
+    # … and from the SET, which a trusted log key must have signed while valid, over this entry.
+    entry = RekorBundleEntry(material.set_signature, material.body, material.integrated_time, material.log_index,
+                             material.log_id)
+    times.append(verify_rekor_bundle_entry(entry, trust, signer, content))
 
     identity, issuer = verify_certificate(cert, policy, trust, times)
     return f"{identity} (issuer {issuer})"

@@ -111,9 +111,6 @@ class SignerChoice:
         if self.key is None and not self.keyless and (witnessing or self.trust_config is not None):
             raise UsageError("--trust-config, --tlog-upload and --timestamp-server need --key or --keyless",
                              reason="no-signer")
-        if self.key is not None and fmt != "bundle" and (witnessing or self.trust_config is not None):
-            raise UsageError("--tlog-upload, --timestamp-server and --trust-config witness Sigstore bundles: "
-                             "use --format bundle", reason="format")
         if needed and self.key is None and not self.keyless:
             raise UsageError(f"give --key KEY or --keyless to sign {what}", reason="no-signer")
         if self.keyless and fmt != "bundle":
@@ -424,7 +421,7 @@ def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predica
     private_key = load_private_key(choice.key)
     subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
     return attest(att_store, ref.name, subject, predicate_type, predicate,
-                  signer=key_bundle_signer(private_key, witness), key=private_key,
+                  signer=key_bundle_signer(private_key, witness), key=private_key, witness=witness,
                   fmt="legacy" if fmt == "legacy" else "bundle",
                   replace=signed_by_key(public_key_of(private_key)) if replace else None)
 

@@ -112,9 +112,6 @@ def sign(
 
             witness = resolve_witness(tlog_upload=tlog_upload, rekor_url=rekor_url,
                                       timestamp_server=timestamp_server, trust_config=trust_config)
-            if witness is not None and fmt != "bundle":
-                raise UsageError("--tlog-upload, --timestamp-server and --trust-config witness Sigstore bundles: "
-                                 "use --format bundle", reason="format")
         annotations = parse_annotations(annotation)
         ref = parse_ref(reference, default_tag=None)
         if ref.digest is None and not resolve_tag:

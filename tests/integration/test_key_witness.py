@@ -17,10 +17,13 @@ from typing import Any
 
 import pytest
 
+from imgseal import attach
+from imgseal.digest import Digest
 from imgseal.errors import VerificationError
-from imgseal.payloads import summarise_bundle
+from imgseal.payloads import REKOR_BUNDLE_ANNOTATION, summarise_bundle
 from keys import load_public_key
 from signer.image import attach_bundle
+from signer.keyless import RFC3161_ANNOTATION
 from tests.integration.images import push_image, registry_store
 from tests.integration.sigstore_rig import SigstoreRig, make_rig_fixture, node_verify
 from tests.integration.test_pkcs11 import signature_bundle
@@ -45,7 +48,8 @@ def _signed(cli: Any, registry: Any, rig: SigstoreRig | None, tmp_path: Path, re
     config = ("--trust-config", str(rig.trust_config_path)) if rig is not None else ()
     r = cli("sign", ref, "--key", str(priv), *config, *extra, env=ENV)
     assert r.code == 0, r.stderr
-    return ref, pub, signature_bundle(registry.host, repo, desc.digest)
+    legacy = "legacy" in extra
+    return ref, pub, b"" if legacy else signature_bundle(registry.host, repo, desc.digest)
 
 
 def test_witnessed_key_bundle_verifies_here_and_in_sigstore_js(cli, registry, sigstore_rig: SigstoreRig,
@@ -178,11 +182,56 @@ def test_retired_key_admits_only_signatures_proven_before_retirement(cli, regist
     assert info.value.reason == "key-retired" and "no proven signing time" in info.value.message
 
 
-def test_witness_options_need_key_and_bundle(cli, registry, sigstore_rig: SigstoreRig, tmp_path: Path) -> None:
+def _legacy_layer(host: str, repo: str, digest: Any) -> Any:
+    store = registry_store(host, repo)
+    [layer] = [layer for att in attach.discover(store, digest) if att.found_via == attach.VIA_LEGACY_SIG
+               for layer in att.manifest.layers]
+    return store, layer
+
+
+def test_legacy_sig_and_att_carry_cosign_witness_annotations(cli, registry, sigstore_rig: SigstoreRig,
+                                                              tmp_path: Path) -> None:
+    ref, pub, _ = _signed(cli, registry, sigstore_rig, tmp_path, "witness/legacy", "--tlog-upload", "--format",
+                          "legacy")
+    digest = Digest.parse(ref.rsplit("@", 1)[1])
+    store, layer = _legacy_layer(registry.host, "witness/legacy", digest)
+    rekor_bundle = json.loads(layer.annotations[REKOR_BUNDLE_ANNOTATION])
+    assert sorted(rekor_bundle) == ["Payload", "SignedEntryTimestamp"]
+    assert json.loads(base64.b64decode(rekor_bundle["Payload"]["body"]))["kind"] == "hashedrekord"
+    assert "SignedRFC3161Timestamp" in json.loads(layer.annotations[RFC3161_ANNOTATION])
+    root = str(sigstore_rig.trusted_root_path)
+    r = cli("verify", ref, "--key", str(pub), "--trusted-root", root, "--require-tlog", "--require-timestamp")
+    assert r.code == 0, r.stderr
+    predicate = tmp_path / "p.json"
+    predicate.write_text('{"legacy": true}')
+    r = cli("attest", ref, "--key", str(tmp_path / "k.key"), "--predicate", str(predicate), "--format", "legacy",
+            "--tlog-upload", "--trust-config", str(sigstore_rig.trust_config_path), env=ENV)
+    assert r.code == 0, r.stderr
+    r = cli("verify-attestation", ref, "--key", str(pub), "--trusted-root", root, "--require-tlog",
+            "--require-timestamp", "-o", "json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["verified"][0]["format"] == "legacy"
+    # The same layer with its SET time moved is refused; without the rig's root its witnesses are unknown.
+    tampered = dict(layer.annotations)
+    rekor_bundle["Payload"]["integratedTime"] -= 86400
+    tampered[REKOR_BUNDLE_ANNOTATION] = json.dumps(rekor_bundle, separators=(",", ":"))
+    copy = push_image(registry.host, "witness/legacy-copy", content=b"witness/legacy")
+    assert copy.digest == digest
+    payload = store.get_blob(layer, max_bytes=1 << 20)
+    attach.attach_legacy(registry_store(registry.host, "witness/legacy-copy"), digest, suffix="sig",
+                         layer=attach.Layer(payload, attach.SIMPLESIGNING, tampered))
+    r = cli("verify", f"{registry.host}/witness/legacy-copy@{digest}", "--key", str(pub), "--trusted-root", root,
+            "-o", "json")
+    assert r.code == 1 and json.loads(r.stdout)["reason"] == "tlog-set", r.stdout
+    r = cli("verify", ref, "--key", str(pub), "-o", "json")
+    assert r.code == 1 and json.loads(r.stdout)["reason"] in ("timestamp", "tlog-key"), r.stdout
+
+
+def test_witness_options_need_key(cli, registry, sigstore_rig: SigstoreRig, tmp_path: Path) -> None:
     priv, _, _ = make_key(tmp_path, "k")
     ref = f"{registry.host}/witness/none@sha256:{'0' * 64}"
-    r = cli("sign", ref, "--key", str(priv), "--format", "legacy", "--tlog-upload", env=ENV)
-    assert r.code == 2 and "--format bundle" in r.stderr
+    r = cli("sign", ref, "--keyless", "--tlog-upload", env=ENV)
+    assert r.code == 2 and "witness --key signatures" in r.stderr
     r = cli("sign", ref, "--key", str(priv), "--rekor-url", sigstore_rig.url, env=ENV)
     assert r.code == 2 and "--rekor-url needs --tlog-upload" in r.stderr
     r = cli("sign", ref, "--key", str(priv), "--tlog-upload", "--rekor-url", "ftp://x", env=ENV)
