@@ -4,7 +4,8 @@ A key signature alone says nothing about *when* it was made, so a key can never 
 safely: every signature it ever made stays as good as a new one. cosign therefore logs key
 signatures in Rekor (``--tlog-upload``, on by default) and can add a TSA timestamp
 (``--timestamp-server-url``); verifiers then decide by that proven time (policy-controller
-#1874, Ratify #2753). imgseal does the same for its bundles:
+#1874, Ratify #2753). imgseal does the same for its bundles (and, in cosign's annotations, for
+legacy ``.sig`` layers as ``hashedrekord`` entries and ``.att`` layers as ``dsse`` entries):
 
 * The DSSE envelope is logged as a Rekor ``dsse`` v0.0.1 entry with the signer's public key as
   verifier, as cosign v3 does through sigstore-go (``pkg/sign/transparency.go``: the envelope's

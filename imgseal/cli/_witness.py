@@ -21,7 +21,8 @@ MAX_TRUST_CONFIG_BYTES: Final = 4 << 20
 
 TlogUploadOption = Annotated[bool, typer.Option(
     "--tlog-upload", help="With --key: log the signature in Rekor and put the entry, with its inclusion proof, in "
-    "the bundle (the Rekor of --trust-config's signing config, else --rekor-url, else rekor.sigstore.dev).")]
+    "the bundle (legacy: cosign's layer annotation); the Rekor of --rekor-url, else of --trust-config's signing "
+    "config, else rekor.sigstore.dev.")]
 RekorUrlOption = Annotated[str | None, typer.Option(
     "--rekor-url", help="With --key --tlog-upload: the Rekor v1 instance to log in.")]
 TimestampServerOption = Annotated[str | None, typer.Option(

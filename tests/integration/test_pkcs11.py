@@ -168,9 +168,15 @@ def test_keys_public_reads_the_token_public_key(token: SoftHsmToken, generated: 
 
 def test_generated_key_is_sensitive_and_unextractable_on_the_token(token: SoftHsmToken,
                                                                    generated: tuple[str, Path]) -> None:
-    listing = token.list_objects()
-    block = listing[listing.index("label:      gen-p384") - 200:]
-    assert "Private Key Object; EC" in listing and "sensitive" in block and "never extractable" in listing
+    # OpenSC's listing: one block per object, each starting at column 0.
+    blocks: list[str] = []
+    for line in token.list_objects().splitlines():
+        if line and not line[0].isspace():
+            blocks.append(line)
+        elif blocks:
+            blocks[-1] += "\n" + line
+    [private] = [b for b in blocks if b.startswith("Private Key Object; EC") and "label:      gen-p384" in b]
+    assert "sensitive" in private and "never extractable" in private, private
 
 
 def test_generate_refuses_a_label_already_on_the_token(token: SoftHsmToken, tmp_path: Path) -> None:
