@@ -268,3 +268,15 @@ def test_token_signature_witnessed_by_the_rig(token: SoftHsmToken, registry: Any
     ok = node_verify(bundle, sigstore_rig.trusted_root_path, key=pub, digest=str(desc.digest), tlog_threshold=1,
                      timestamp_threshold=1)
     assert ok.ok, ok.message
+
+
+def test_provenance_attest_with_a_token_key(token: SoftHsmToken, registry: Any, tmp_path: Path) -> None:
+    desc = push_image(registry.host, "pkcs11/provenance", content=b"pkcs11 provenance")
+    ref = f"{registry.host}/pkcs11/provenance@{desc.digest}"
+    r = _imgseal("provenance", ref, "--ci", "generic", "--builder-id", "https://ci.example.com/builder",
+                 "--source-uri", "git+https://github.com/acme/app@refs/heads/main", "--source-digest",
+                 "gitCommit:" + "a" * 40, "--attest", "--key", token.uri("ext-rsa"), env=token.env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _imgseal("verify-attestation", ref, "--type", "slsaprovenance1", "--key", str(token.directory / "ext-rsa.pub"),
+                 "--source-uri", "github.com/acme/app", env={}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
