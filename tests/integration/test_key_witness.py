@@ -175,6 +175,13 @@ def test_retired_key_admits_only_signatures_proven_before_retirement(cli, regist
     _, pub, early_bundle = _signed(cli, registry, early_rig, tmp_path / "e", "retire/early", "--tlog-upload")
     signer, envelope = _check(pub, early_rig, retired)(summarise_bundle(early_bundle))
     assert signer == "k" and envelope.payload
+    # A TSA time alone decides as well: after the retirement refused, before a later one admitted.
+    _, pub, stamped = _signed(cli, registry, sigstore_rig, tmp_path / "t", "retire/tsa")  # config's TSA, no log
+    assert not json.loads(stamped)["verificationMaterial"]["tlogEntries"]
+    with pytest.raises(VerificationError) as info:
+        _check(pub, sigstore_rig, retired)(summarise_bundle(stamped))
+    assert info.value.reason == "key-retired"
+    assert _check(pub, sigstore_rig, datetime.now(UTC) + timedelta(hours=1))(summarise_bundle(stamped))[0] == "k"
     # No witness at all: no proven time, never admitted for a retired key, even with a far-future date.
     _, pub, bare = _signed(cli, registry, None, tmp_path / "b", "retire/bare")
     with pytest.raises(VerificationError) as info:
