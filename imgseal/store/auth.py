@@ -55,7 +55,8 @@ def _load_json_file(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _decode_auth(entry: Any, source: str) -> Credentials | None:
+def decode_auth_entry(entry: Any, source: str) -> Credentials | None:
+    """One ``auths`` entry of a docker config (``auth`` = base64 ``user:password``, or the fields)."""
     if not isinstance(entry, dict):
         return None
     token = entry.get("identitytoken")
@@ -91,7 +92,7 @@ def _from_auths(data: dict[str, Any], registry: str, repository: str, source: st
     )
     for key in [*scoped, *_candidates(registry)]:
         if key in auths:
-            creds = _decode_auth(auths[key], source)
+            creds = decode_auth_entry(auths[key], source)
             if creds is not None:
                 return creds
     return None
