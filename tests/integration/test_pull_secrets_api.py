@@ -15,7 +15,7 @@ from imgseal.store import StoreFactory
 from imgseal.store.auth import Credentials
 from imgseal.store.registry import RegistryOptions
 from tests.integration.kube_api_double import KubeAPI, docker_config_secret, kube_api, serviceaccount_dir
-from verifier.pull_secrets import KubeSecrets, PullRequest, PullSecretError
+from verifier.gate.pull_secrets import KubeSecrets, PullRequest, PullSecretError
 
 
 @pytest.fixture

@@ -190,7 +190,7 @@ class PullRequest:
 
 def pull_request(obj: Any) -> PullRequest:
     """The pull-secret and ServiceAccount names of an object's pod spec(s) (a List's items too)."""
-    from verifier.gate import POD_SPEC_PATHS
+    from verifier.gate.kube import POD_SPEC_PATHS
 
     secrets: list[str] = []
     accounts: list[str] = []

@@ -10,7 +10,7 @@ import pytest
 from imgseal.errors import InvalidInputError
 from imgseal.reference import parse_reference
 from imgseal.store.auth import Credentials
-from verifier.pull_secrets import (
+from verifier.gate.pull_secrets import (
     DOCKERCFG,
     DOCKERCONFIGJSON,
     KeyringEntry,
