@@ -257,8 +257,8 @@ def _dumps(obj: object) -> str:
 
 def webhook_serve(
     policy: PolicyOption = Path("policy.yaml"),
-    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate (chain) to serve.", dir_okay=False)]
-    = Path("tls.crt"),
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate (chain) to serve; reloaded when it "
+                                           "changes.", dir_okay=False)] = Path("tls.crt"),
     tls_key: Annotated[Path, typer.Option("--tls-key", help="PEM private key of --tls-cert.", dir_okay=False)]
     = Path("tls.key"),
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8443,
@@ -268,28 +268,55 @@ def webhook_serve(
     = 10.0,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Images verified in parallel.")] = 8,
     cache_ttl: Annotated[float, typer.Option("--cache-ttl", min=0, help="Seconds a success stays cached.")] = 3600.0,
+    reload_interval: Annotated[float, typer.Option("--reload-interval", min=0.1, help="Seconds between checks of "
+                                                   "the policy and TLS files for changes.")] = 2.0,
+    pull_secrets: Annotated[bool, typer.Option("--pull-secrets/--no-pull-secrets", help="Verify with each Pod's "
+                                               "imagePullSecrets and its ServiceAccount's (read from the API "
+                                               "server); on by default in a cluster or with --kubeconfig.")] = True,
+    kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig", help="Read pull secrets through this kubeconfig "
+                                                    "(outside a cluster).", dir_okay=False)] = None,
+    serviceaccount_dir: Annotated[Path, typer.Option("--serviceaccount-dir", envvar="IMGSEAL_SERVICEACCOUNT_DIR",
+                                                     help="In a cluster: where the token and ca.crt are.",
+                                                     file_okay=False)]
+    = Path("/var/run/secrets/kubernetes.io/serviceaccount"),
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
 ) -> None:
-    """Serve POST /validate and /mutate (AdmissionReview v1) and GET /healthz, /readyz over HTTPS."""
+    """Serve POST /validate and /mutate (AdmissionReview v1) and GET /healthz, /readyz, /metrics over HTTPS.
+
+    One process; the policy and TLS files are reloaded when they change (a ConfigMap update
+    included), a policy that does not load keeps the last good one (see /readyz, /metrics).
+    """
 
     def run() -> None:
-        import uvicorn
+        import os
+        import ssl
 
         from verifier.gate.cache import MemoryCache
         from verifier.gate.evaluator import Evaluator
-        from verifier.gate.webhook import create_app, log
+        from verifier.gate.pull_secrets import KubeSecrets
+        from verifier.gate.webhook import Webhook, log, make_server
 
         for what, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
             if not path.is_file():
                 raise UsageError(f"{what} {path}: no such file")
         pol = _load(policy)
+        secrets = None
+        if pull_secrets and kubeconfig is not None:
+            secrets = KubeSecrets.from_kubeconfig(kubeconfig)
+        elif pull_secrets and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            secrets = KubeSecrets.in_cluster(serviceaccount_dir)
         evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=MemoryCache(cache_ttl),
                               workers=workers, resolve_tags=True)
         deadline = max(1.0, timeout - 2.0)
-        app = create_app(evaluator, deadline=deadline)
-        log("start", host=host, port=port, policy=str(policy), rules=len(pol.rules), deadline=deadline)
-        uvicorn.run(app, host=host, port=port, ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key),
-                    log_level="warning", access_log=False, log_config=None)
+        hook = Webhook(evaluator, deadline=deadline, policy_path=policy, secrets=secrets,
+                       reload_interval=reload_interval)
+        try:
+            server = make_server(hook, host=host, port=port, cert=tls_cert, key=tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise UsageError(f"--tls-cert {tls_cert} / --tls-key {tls_key}: cannot load: {e}") from e
+        log("start", host=host, port=port, policy=str(policy), rules=len(pol.rules), deadline=deadline,
+            pull_secrets="kubeconfig" if kubeconfig and secrets else "in-cluster" if secrets else False)
+        server.run()
 
     guarded(run)

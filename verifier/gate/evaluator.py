@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from imgseal import attach
 from imgseal.digest import Digest
@@ -32,6 +32,7 @@ from imgseal.errors import Error, UndecidableError, UsageError, VerificationErro
 from imgseal.manifest import MANIFEST_TYPES, Descriptor, Manifest
 from imgseal.reference import Reference
 from imgseal.store import StoreFactory
+from imgseal.store.auth import Credentials
 from imgseal.store.base import Store
 from imgseal.store.registry import ACCEPT_MANIFESTS, RegistryStore
 from verifier.gate.cache import SuccessCache
@@ -177,6 +178,18 @@ def resolve_tag(store: Store, tag: str) -> Digest:
     return desc.digest if desc is not None else store.get_manifest(tag).digest
 
 
+class PullIdentity(Protocol):
+    """Whose registry credentials a run pulls with (a Pod's pull secrets, for the webhook)."""
+
+    def credentials(self, ref: Reference) -> Credentials | None:
+        """Credentials for ``ref``; None: the registry client's own lookup (docker config …)."""
+        ...
+
+    def scope(self, ref: Reference) -> str:
+        """Who pulls ``ref``, as a short string: cached successes are kept apart by it."""
+        ...
+
+
 class Run:
     """State shared by the verifications of one run (one gate invocation, one admission request).
 
@@ -184,19 +197,49 @@ class Run:
     :class:`CachingStore` per repository. Concurrent callers of :meth:`once` with the same key
     wait for the first one's result instead of repeating its registry requests. A new run per
     admission request means a tag moved between two requests is resolved afresh.
+
+    ``pull``: how to get the run's :class:`PullIdentity`, asked once, when the first store is
+    opened (so a run whose images need no registry never asks); its error, if any, is the
+    error of every image that needs the registry.
     """
 
-    def __init__(self, factory: StoreFactory) -> None:
+    def __init__(self, factory: StoreFactory, pull: Callable[[], PullIdentity] | None = None) -> None:
         self.factory = factory
+        self._pull = pull
+        self.pulled: PullIdentity | None = None  # the identity, once asked for and found
         self._stores: dict[str, CachingStore] = {}
         self._lock = threading.Lock()
         self.once = Memo().once
 
+    def identity(self) -> PullIdentity | None:
+        pull = self._pull
+        if pull is None:
+            return None
+
+        def get() -> tuple[PullIdentity | None, Error | None]:
+            try:
+                return pull(), None
+            except Error as e:
+                return None, e
+
+        identity, error = self.once(("pull-identity",), get)
+        if error is not None:
+            raise error
+        self.pulled = identity
+        return identity
+
     def store(self, ref: Reference) -> CachingStore:
+        identity = self.identity()
         with self._lock:
             if ref.name not in self._stores:
-                self._stores[ref.name] = CachingStore(self.factory.open(ref))
+                creds = identity.credentials(ref) if identity is not None else None
+                self._stores[ref.name] = CachingStore(self.factory.open(ref, credentials=creds))
             return self._stores[ref.name]
+
+    def cache_scope(self, ref: Reference) -> str:
+        """The part of the success-cache key that says who pulled (empty without a pull identity)."""
+        identity = self.identity()
+        return "" if identity is None else identity.scope(ref)
 
 
 class Evaluator:
@@ -224,6 +267,17 @@ class Evaluator:
         self._lock = threading.Lock()
         self._trust: dict[str, Any] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def with_policy(self, policy: Policy) -> Evaluator:
+        """The same evaluator (registry clients, success cache, worker pool) deciding by ``policy``.
+
+        For a policy reloaded under a running webhook: requests already running finish with
+        the evaluator they started with. Cached successes carry the rule's fingerprint, so a
+        changed rule does not inherit them.
+        """
+        other = Evaluator(policy, self.factory, cache=self.cache, workers=self.workers, resolve_tags=self.resolve_tags)
+        other._pool = self.pool()
+        return other
 
     # -- planning (no network) --------------------------------------------------------------
 
@@ -308,7 +362,11 @@ class Evaluator:
         if rule is None or unchecked:
             return replace(self.plan_without_resolution(plan), digest=str(digest))
         fingerprint = rule.fingerprint
-        if self.cache is not None and self.cache.hit(str(digest), fingerprint):
+        # A success verified with one namespace's credentials must not admit, from the cache,
+        # an image another namespace cannot pull: the key carries who pulled (docs/webhook.md).
+        scope = run.cache_scope(ref)
+        cache_rule = f"{fingerprint}\npull:{scope}" if scope else fingerprint
+        if self.cache is not None and self.cache.hit(str(digest), cache_rule):
             return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r} "
                            "(cached)", rule.name, str(ref), str(digest), cached=True)
         try:
@@ -321,7 +379,7 @@ class Evaluator:
         except Error as e:
             return self._undecidable(plan, e, digest)
         if record and self.cache is not None:
-            self.cache.record(str(digest), fingerprint)
+            self.cache.record(str(digest), cache_rule)
         return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r}",
                        rule.name, str(ref), str(digest))
 

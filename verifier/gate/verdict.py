@@ -33,6 +33,7 @@ class Verdict:
     digest: str | None = None
     cached: bool = False
     exception: str | None = None  # the policy exception that admitted it (logged by the webhook)
+    undecided: bool = False  # no answer could be had (registry, deadline): on_error decided
 
     @property
     def admitted(self) -> bool:
@@ -69,8 +70,8 @@ def undecided(plan: Plan, message: str, reason: str, digest: str | None = None) 
     ref = str(plan.ref) if plan.ref else None
     if rule is not None and rule.on_error == "allow":
         return Verdict(plan.image, "warn", reason, f"{message} (admitted: rule {rule.name!r} has on_error: allow)",
-                       rule.name, ref, digest)
-    return Verdict(plan.image, "error", reason, message, rule.name if rule else None, ref, digest)
+                       rule.name, ref, digest, undecided=True)
+    return Verdict(plan.image, "error", reason, message, rule.name if rule else None, ref, digest, undecided=True)
 
 
 def apply_mode(rule: Rule | None, verdict: Verdict) -> Verdict:

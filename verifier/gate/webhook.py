@@ -1,8 +1,10 @@
 """Kubernetes admission webhook: ``POST /validate`` and ``POST /mutate`` (AdmissionReview v1).
 
 - Every container image of the object (Pod, workload templates, CronJob job templates, Lists)
-  is checked against the policy by the shared :class:`verifier.gate.Evaluator` (one
+  is checked against the policy by the shared :class:`~verifier.gate.evaluator.Evaluator` (one
   verification per distinct image, bounded workers, success cache in memory).
+- Private images are verified with the credentials the kubelet will use: the pod spec's and
+  its ServiceAccount's pull secrets (:mod:`verifier.gate.pull_secrets`), then the webhook's own.
 - The API server waits ``timeoutSeconds`` (default 10, at most 30) and then applies the
   webhook's failurePolicy; peers overrun it (Kyverno #8635, #16657; Ratify against a 3 s
   budget). We answer ourselves before it gives up: past ``deadline`` seconds an unfinished
@@ -13,32 +15,37 @@
   (Kyverno ``mutateDigest``, Connaisseur), so the kubelet pulls exactly what was checked.
 - ``dryRun`` requests have no side effects: nothing is written to the success cache.
 - warn-mode rules admit with ``warnings`` (shown by kubectl).
+- Malformed reviews get a 400 or a denial, never a 500 (:mod:`verifier.gate.admission`).
+- The policy and TLS files reload when they change (:mod:`verifier.gate.reload`);
+  ``GET /metrics`` serves Prometheus metrics (:mod:`verifier.gate.metrics`).
 - One JSON log line per request on stderr.
 """
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
+import ssl
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Final
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from imgseal.errors import Error
+from verifier.gate.admission import BadReview, Decision, decide, parse_review, review_response
 from verifier.gate.evaluator import Evaluator
-from verifier.gate.kube import ImageSite, find_images, pinned_image
-from verifier.gate.scope import is_namespace
-from verifier.gate.verdict import Verdict
+from verifier.gate.metrics import CONTENT_TYPE, CountingCache, WebhookMetrics
+from verifier.gate.pull_secrets import KubeSecrets
+from verifier.gate.reload import DEFAULT_INTERVAL, LiveCertificate, LivePolicy
 
-MAX_REVIEW_BYTES: Final = 3 << 20  # etcd's object limit is 1.5 MiB; an AdmissionReview carries two objects
-ADMISSION_API: Final = "admission.k8s.io/v1"
+MAX_LOG_FIELD: Final = 256  # request fields are the caller's: a 3 MB name must not become a 3 MB log line
 
 
 def log(event: str, **fields: Any) -> None:
@@ -48,120 +55,138 @@ def log(event: str, **fields: Any) -> None:
     sys.stderr.flush()
 
 
-def review_response(uid: str, allowed: bool, *, message: str | None = None, warnings: list[str] | None = None,
-                    patch: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
-    if not allowed:
-        response["status"] = {"code": 403, "message": message or "denied", "reason": "Forbidden"}
-    elif message:
-        response["status"] = {"code": 200, "message": message}
-    if warnings:
-        response["warnings"] = warnings
-    if patch:
-        response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
-    return {"apiVersion": ADMISSION_API, "kind": "AdmissionReview", "response": response}
+def _field(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_LOG_FIELD else value[:MAX_LOG_FIELD] + "..."
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _field(str(value))
 
 
-def decide(request: Mapping[str, Any], evaluator: Evaluator, *, mutate: bool, deadline: float) -> dict[str, Any]:
-    """The AdmissionReview response for one request (runs in a worker thread; ``deadline`` is monotonic)."""
-    uid = str(request.get("uid", ""))
-    obj = request.get("object")
-    if request.get("operation") == "DELETE" or obj is None:
-        return review_response(uid, True)
-    try:
-        sites = find_images(obj, where="object")
-    except Error as e:
-        return review_response(uid, False, message=f"imgseal: {e.one_line()}")
-    if not sites:
-        return review_response(uid, True)
-    dry_run = bool(request.get("dryRun"))
-    # The review's namespace selects namespaced rules and exceptions; absent or not a namespace
-    # name (never, from an API server: Pods and workloads are namespaced), namespace-dependent
-    # images are undecided and so denied.
-    given = request.get("namespace")
-    namespace = given if isinstance(given, str) and is_namespace(given) else None
-    verdicts = evaluator.evaluate_many([s.image for s in sites], deadline=deadline, record=not dry_run,
-                                       namespace=namespace)
-    for v in verdicts.values():
-        if v.exception is not None:  # a waiver in use is something an auditor must be able to find
-            log("exception", uid=uid, namespace=namespace, image=v.image, exception=v.exception)
-    denied = [v for v in verdicts.values() if not v.admitted]
-    warnings = [f"imgseal: {v.message}" for v in verdicts.values() if v.decision == "warn"]
-    if denied:
-        lines = "; ".join(f"{_site_names(sites, v.image)}: {v.message}" for v in denied)
-        return review_response(uid, False, message=f"imgseal: image(s) denied: {lines}", warnings=warnings)
-    patch = _pin_patch(sites, verdicts) if mutate else None
-    return review_response(uid, True, warnings=warnings, patch=patch)
+class Webhook:
+    """The running webhook's state: the policy in force, metrics, pull secrets, watched files."""
 
+    def __init__(self, evaluator: Evaluator, *, deadline: float = 8.0, policy_path: Path | None = None,
+                 secrets: KubeSecrets | None = None, reload_interval: float = DEFAULT_INTERVAL,
+                 log: Callable[..., None] = log) -> None:
+        self.metrics = WebhookMetrics()
+        if evaluator.cache is not None and not isinstance(evaluator.cache, CountingCache):
+            evaluator.cache = CountingCache(evaluator.cache, self.metrics)
+        self.deadline = deadline
+        self.secrets = secrets
+        self.reload_interval = reload_interval
+        self.log = log
+        self.live = LivePolicy(policy_path, evaluator, self.metrics, log) if policy_path else None
+        self._evaluator = evaluator
+        self.certificate: LiveCertificate | None = None
 
-def _site_names(sites: list[ImageSite], image: str) -> str:
-    where = sorted({s.pointer for s in sites if s.image == image})
-    return f"{image} ({', '.join(where)})"
+    @property
+    def evaluator(self) -> Evaluator:
+        return self.live.evaluator if self.live else self._evaluator
 
+    def watch_tls(self, context: ssl.SSLContext, cert: Path, key: Path) -> None:
+        self.certificate = LiveCertificate(context, cert, key, self.log)
 
-def _pin_patch(sites: list[ImageSite], verdicts: Mapping[str, Verdict]) -> list[dict[str, Any]]:
-    """``replace`` ops pinning each admitted tag reference to its verified digest."""
-    ops: list[dict[str, Any]] = []
-    for site in sites:
-        pinned = pinned_image(site.image, verdicts[site.image])
-        if pinned is not None:
-            ops.append({"op": "replace", "path": site.pointer, "value": pinned})
-    return ops
+    async def poll(self) -> None:
+        """Check the watched files every ``reload_interval`` seconds, for as long as the app runs."""
+        while True:
+            await anyio.sleep(self.reload_interval)
+            if self.live is not None:
+                await anyio.to_thread.run_sync(self.live.check)
+            if self.certificate is not None:
+                self.certificate.check()  # in the event loop's thread: no handshake sees a half-loaded context
 
-
-def create_app(evaluator: Evaluator, *, deadline: float = 8.0) -> Starlette:
-    """The ASGI application. ``deadline`` seconds per request, kept below the webhook's timeoutSeconds."""
-
-    async def review(request: Request, *, mutate: bool) -> JSONResponse:
-        started = time.monotonic()
-        body = await request.body()
-        if len(body) > MAX_REVIEW_BYTES:
-            return JSONResponse({"error": f"AdmissionReview over {MAX_REVIEW_BYTES} bytes"}, status_code=413)
+    def answer(self, request: dict[str, Any], *, mutate: bool, started: float) -> Decision:
+        """Decide in a worker thread; any failure is a denial with a reason, never an HTTP 500."""
+        evaluator = self.evaluator  # one policy for the whole request, even if a reload lands meanwhile
         try:
-            review_doc = json.loads(body)
-        except ValueError:
-            return JSONResponse({"error": "body is not JSON"}, status_code=400)
-        req = review_doc.get("request") if isinstance(review_doc, dict) else None
-        if (not isinstance(review_doc, dict) or review_doc.get("kind") != "AdmissionReview"
-                or not isinstance(req, dict) or not isinstance(req.get("uid"), str)):
-            return JSONResponse({"error": "expected an admission.k8s.io/v1 AdmissionReview with request.uid"},
-                                status_code=400)
+            return decide(request, evaluator, mutate=mutate, deadline=started + self.deadline, secrets=self.secrets)
+        except Exception as e:  # noqa: BLE001 - never answer with a 500: fail closed with a reason
+            self.log("error", uid=_field(request.get("uid")), error=_field(f"{type(e).__name__}: {e}"))
+            return Decision(review_response(str(request.get("uid")), False,
+                                            message=f"imgseal: internal error: {type(e).__name__}"))
 
-        def work() -> dict[str, Any]:
-            try:
-                return decide(req, evaluator, mutate=mutate, deadline=started + deadline)
-            except Exception as e:  # noqa: BLE001 - never answer with a 500: fail closed with a reason
-                log("error", uid=req.get("uid"), error=f"{type(e).__name__}: {e}")
-                return review_response(str(req.get("uid")), False, message=f"imgseal: internal error: "
-                                       f"{type(e).__name__}")
 
-        answer = await anyio.to_thread.run_sync(work)
-        response = answer["response"]
-        kind = req.get("kind") if isinstance(req.get("kind"), dict) else {}
-        log("admission", path="/mutate" if mutate else "/validate", uid=req.get("uid"),
-            kind=kind.get("kind") if isinstance(kind, dict) else None, namespace=req.get("namespace"),
-            name=req.get("name"), operation=req.get("operation"), dryRun=bool(req.get("dryRun")),
-            allowed=response["allowed"], patched="patch" in response,
-            message=response.get("status", {}).get("message"), warnings=len(response.get("warnings", [])),
-            ms=round((time.monotonic() - started) * 1000, 1))
-        return JSONResponse(answer)
+def create_app(evaluator: Evaluator | Webhook, *, deadline: float = 8.0) -> Starlette:
+    """The ASGI application. ``deadline`` seconds per request, kept below the webhook's timeoutSeconds."""
+    hook = evaluator if isinstance(evaluator, Webhook) else Webhook(evaluator, deadline=deadline)
 
-    async def validate(request: Request) -> JSONResponse:
+    async def review(request: Request, *, mutate: bool) -> Response:
+        started = time.monotonic()
+        path = "/mutate" if mutate else "/validate"
+        body = await request.body()
+        try:
+            req = parse_review(body)
+        except BadReview as e:
+            hook.metrics.requests.labels(path, "bad-request").inc()
+            hook.log("bad-request", path=path, status=e.status, error=e.message, bytes=len(body))
+            return JSONResponse({"error": e.message}, status_code=e.status)
+        decision = await anyio.to_thread.run_sync(lambda: hook.answer(req, mutate=mutate, started=started))
+        response = decision.answer["response"]
+        seconds = time.monotonic() - started
+        hook.metrics.observe_request(path, response["allowed"], seconds, decision.verdicts)
+        for v in decision.verdicts:
+            if v.exception is not None:  # a waiver in use is something an auditor must be able to find
+                hook.log("exception", uid=_field(req.get("uid")), namespace=_field(req.get("namespace")),
+                         image=_field(v.image), exception=_field(v.exception))
+        kind = req.get("kind")
+        hook.log("admission", path=path, uid=_field(req.get("uid")),
+                 kind=_field(kind.get("kind")) if isinstance(kind, dict) else None,
+                 namespace=_field(req.get("namespace")), name=_field(req.get("name")),
+                 operation=_field(req.get("operation")), dryRun=bool(req.get("dryRun")),
+                 allowed=response["allowed"], patched="patch" in response,
+                 message=response.get("status", {}).get("message"), warnings=len(response.get("warnings", [])),
+                 pullSecrets=list(decision.pull_sources) or None, ms=round(seconds * 1000, 1))
+        return JSONResponse(decision.answer)
+
+    async def validate(request: Request) -> Response:
         return await review(request, mutate=False)
 
-    async def mutate(request: Request) -> JSONResponse:
+    async def mutate(request: Request) -> Response:
         return await review(request, mutate=True)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
     async def readyz(request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "rules": len(evaluator.policy.rules)})
+        # Ready even when the newest policy failed to load: the last good one is in force, and
+        # taking every replica out of service over a bad ConfigMap would block the cluster
+        # (failurePolicy: Fail). The failure shows here and in the metrics.
+        doc: dict[str, Any] = {"ok": True, "rules": len(hook.evaluator.policy.rules)}
+        if hook.live is not None:
+            doc["policy"] = hook.live.status.as_json()
+        if hook.certificate is not None and hook.certificate.error:
+            doc["tlsReloadError"] = hook.certificate.error
+        return JSONResponse(doc)
+
+    async def metrics(request: Request) -> Response:
+        return Response(hook.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            if hook.live is not None or hook.certificate is not None:
+                tasks.start_soon(hook.poll)
+            yield
+            tasks.cancel_scope.cancel()
 
     return Starlette(routes=[
         Route("/validate", validate, methods=["POST"]),
         Route("/mutate", mutate, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-    ])
+        Route("/metrics", metrics, methods=["GET"]),
+    ], lifespan=lifespan)
+
+
+def make_server(hook: Webhook, *, host: str, port: int, cert: Path, key: Path) -> Any:
+    """A uvicorn server for ``hook`` over TLS, its certificate files watched for rotation."""
+    import uvicorn
+
+    config = uvicorn.Config(create_app(hook), host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                            log_level="warning", access_log=False, log_config=None, lifespan="on")
+    config.load()  # builds the SSL context now, so its errors come before we serve, and we can reload into it
+    assert config.ssl is not None
+    hook.watch_tls(config.ssl, cert, key)
+    return uvicorn.Server(config)
+
