@@ -37,6 +37,16 @@ class Served:
                                      timeout=30, verify=str(self.cert))
         return self.session.post(self.url + path, json=body, timeout=30, verify=str(self.cert))
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample read back from ``GET /metrics`` (0 when absent), as a scraper sees it."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
+
     def get(self, path: str) -> requests.Response:
         # verify per request: a session's verify loses to $REQUESTS_CA_BUNDLE (requests #3829)
         return self.session.get(self.url + path, timeout=10, verify=str(self.cert))
