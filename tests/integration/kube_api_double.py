@@ -34,6 +34,7 @@ RESOURCES = {"secrets": "Secret", "serviceaccounts": "ServiceAccount"}
 
 def throwaway_cert(directory: Path, name: str = "tls") -> tuple[Path, Path]:
     """A self-signed loopback certificate (SAN 127.0.0.1, usable as its own CA) and its key."""
+    directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.imgseal.test")])
     now = datetime.datetime.now(datetime.UTC)
@@ -151,7 +152,6 @@ def _handler(api: KubeAPI) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def kube_api(directory: Path, token: str = "webhook-sa-token") -> Iterator[KubeAPI]:
     """Serve the double on 127.0.0.1; ``token`` is granted no namespace until ``grants`` says so."""
-    directory.mkdir(parents=True, exist_ok=True)
     cert, key = throwaway_cert(directory, "kube-api")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgseal.store import StoreFactory
+from keys import generate, public_pem
 from tests.integration.webhook_server import Served, pod, review, serve
 from verifier.gate.admission import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, json_depth_exceeds
 from verifier.gate.cache import MemoryCache
@@ -25,9 +26,11 @@ ALLOWED = f"127.0.0.1:1/allowed/app@{DIGEST}"  # admitted by rule without any re
 @pytest.fixture(scope="module")
 def hook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("hardening")
+    (tmp / "team.pub").write_bytes(public_pem(generate("ecdsa-p256")))
     policy = tmp / "policy.yaml"
     policy.write_text('version: 1\ndefault: deny\nrules:\n  - name: open\n    match: ["127.0.0.1:1/allowed/**"]\n'
-                      "    allow: true\n")
+                      '    allow: true\n  - name: signed\n    match: ["127.0.0.1:1/signed/**"]\n'
+                      "    require:\n      signatures: {keys: [team.pub]}\n")
     evaluator = Evaluator(load_policy(policy), StoreFactory(), cache=MemoryCache(), resolve_tags=True)
     with serve(Webhook(evaluator, deadline=2.0, log=lambda *a, **k: None), tmp) as served:
         yield served
@@ -134,3 +137,23 @@ def test_allowed_and_plain_shapes_still_work(hook: Served) -> None:
     delete = review(None, operation="DELETE")
     response = check_answer(hook.post("/validate", delete), delete)
     assert response is not None and response["allowed"] is True
+
+
+METRICS = ("imgseal_admission_requests_total", "imgseal_admission_duration_seconds_bucket",
+           "imgseal_image_decisions_total", "imgseal_cache_hits_total", "imgseal_cache_misses_total",
+           "imgseal_registry_errors_total", "imgseal_policy_reloads_total", "imgseal_policy_last_reload_success")
+
+
+def test_metrics_count_requests_decisions_and_registry_errors(hook: Served) -> None:
+    before = hook.metric("imgseal_admission_requests_total", path="/validate", allowed="false")
+    body = review(pod(ALLOWED, "nginx:1.27", f"127.0.0.1:1/signed/app@{DIGEST}"))  # nothing listens on port 1
+    response = check_answer(hook.post("/validate", body), body)
+    assert response is not None and response["allowed"] is False
+    assert hook.metric("imgseal_admission_requests_total", path="/validate", allowed="false") == before + 1
+    assert hook.metric("imgseal_image_decisions_total", rule="open", decision="allow") >= 1
+    assert hook.metric("imgseal_image_decisions_total", rule="(default)", decision="deny") >= 1
+    assert hook.metric("imgseal_registry_errors_total", registry="127.0.0.1:1", kind="network-error") >= 1
+    assert hook.metric("imgseal_admission_duration_seconds_count") >= 1
+    text = hook.get("/metrics").text
+    for name in METRICS:
+        assert f"\n{name}" in text, name

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -129,7 +130,7 @@ class LiveCertificate:
             return False
         self._identity = identity
         try:
-            self.context.load_cert_chain(str(self.cert), str(self.key))
+            self._load()
         except (OSError, ssl.SSLError) as e:
             if self.error != str(e):
                 self.log("tls-reload", result="failure", cert=str(self.cert), error=str(e))
@@ -138,6 +139,24 @@ class LiveCertificate:
         self.error = None
         self.log("tls-reload", result="success", cert=str(self.cert))
         return True
+
+    def _load(self) -> None:
+        """Load the pair into the live context only once it is known to load.
+
+        ``load_cert_chain`` sets the certificate before it checks the key: on a mismatched pair
+        it raises with the live context already holding the new certificate, and every
+        handshake fails. So the bytes are read once, tried in a scratch context, and only
+        then loaded (from the same private copies) into the live one.
+        """
+        cert, key = self.cert.read_bytes(), self.key.read_bytes()
+        with tempfile.TemporaryDirectory(prefix="imgseal-tls-") as tmp:
+            cert_copy, key_copy = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+            for path, data in ((cert_copy, cert), (key_copy, key)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_copy, key_copy)
+            self.context.load_cert_chain(cert_copy, key_copy)
 
 
 def _sha256(path: Path) -> str:
