@@ -268,6 +268,8 @@ def webhook_serve(
     = 10.0,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Images verified in parallel.")] = 8,
     cache_ttl: Annotated[float, typer.Option("--cache-ttl", min=0, help="Seconds a success stays cached.")] = 3600.0,
+    tag_ttl: Annotated[float, typer.Option("--tag-ttl", min=0, help="Seconds a tag's digest is remembered "
+                                           "(0: resolve every tag on every request).")] = 5.0,
     reload_interval: Annotated[float, typer.Option("--reload-interval", min=0.1, help="Seconds between checks of "
                                                    "the policy and TLS files for changes.")] = 2.0,
     pull_secrets: Annotated[bool, typer.Option("--pull-secrets/--no-pull-secrets", help="Verify with each Pod's "
@@ -292,7 +294,7 @@ def webhook_serve(
         import os
         import ssl
 
-        from verifier.gate.cache import MemoryCache
+        from verifier.gate.cache import MemoryCache, TagCache
         from verifier.gate.evaluator import Evaluator
         from verifier.gate.pull_secrets import KubeSecrets
         from verifier.gate.webhook import Webhook, log, make_server
@@ -307,7 +309,7 @@ def webhook_serve(
         elif pull_secrets and os.environ.get("KUBERNETES_SERVICE_HOST"):
             secrets = KubeSecrets.in_cluster(serviceaccount_dir)
         evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=MemoryCache(cache_ttl),
-                              workers=workers, resolve_tags=True)
+                              workers=workers, resolve_tags=True, tags=TagCache(tag_ttl) if tag_ttl else None)
         deadline = max(1.0, timeout - 2.0)
         hook = Webhook(evaluator, deadline=deadline, policy_path=policy, secrets=secrets,
                        reload_interval=reload_interval)

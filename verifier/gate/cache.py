@@ -1,8 +1,8 @@
 """Success caches: only successes are remembered, by (digest, rule fingerprint), for a TTL.
 
 On disk for the CLI (:class:`DiskCache`) and in memory for the webhook (:class:`MemoryCache`),
-as Kyverno does (60 min). A tag is never cached: it is resolved on every run, and the key is
-the digest it resolved to.
+as Kyverno does (60 min). The key is the digest a tag resolved to; tags are resolved on every
+run, except that the webhook may remember a resolution for a few seconds (:class:`TagCache`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,46 @@ class MemoryCache:
                 oldest = min(self._entries, key=self._entries.__getitem__)
                 del self._entries[oldest]
             self._entries[_cache_key(digest, fingerprint)] = time.time() + self.ttl
+
+
+class TagCache:
+    """Tag -> digest resolutions for a few seconds, per pulling identity (the webhook's, opt-in).
+
+    Why: a warm admission of a 5-image Pod otherwise spends most of its time, and most of
+    the registry's, asking five tags what they point to; a Deployment scaled up asks the same
+    five for every Pod in the same second. What it costs: a tag moved less than ``ttl``
+    seconds ago is seen late. Whatever is admitted is still a digest that was verified, and
+    ``/mutate`` pins the Pod to exactly that digest; a ``/validate``-only webhook already has
+    that window between admission and the kubelet's pull. ``ttl`` 0 disables it.
+    Keyed by who pulled as well (``scope``): a resolution made with one namespace's
+    credentials is not reused for another's.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, scope: str, name: str, tag: str) -> str | None:
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            found = self._entries.get((scope, name, tag))
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, scope: str, name: str, tag: str, digest: str) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+                while len(self._entries) >= self.max_entries:
+                    del self._entries[next(iter(self._entries))]
+            self._entries[(scope, name, tag)] = (time.monotonic() + self.ttl, digest)
 
 
 class DiskCache:

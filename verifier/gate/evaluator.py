@@ -35,12 +35,13 @@ from imgseal.store import StoreFactory
 from imgseal.store.auth import Credentials
 from imgseal.store.base import Store
 from imgseal.store.registry import ACCEPT_MANIFESTS, RegistryStore
-from verifier.gate.cache import SuccessCache
+from verifier.gate.cache import SuccessCache, TagCache
 from verifier.gate.policy import (
     AttestationRequirement,
     Policy,
     PolicyKey,
     Rule,
+    Selection,
     reference_name,
 )
 from verifier.gate.requirements import (
@@ -56,6 +57,7 @@ T = TypeVar("T")
 
 
 DEFAULT_WORKERS: Final = 8
+MAX_MEMO: Final = 4096
 
 
 class Memo:
@@ -257,16 +259,19 @@ class Evaluator:
 
     def __init__(self, policy: Policy, factory: StoreFactory, *, cache: SuccessCache | None = None,
                  workers: int = DEFAULT_WORKERS, resolve_tags: bool = False,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, tags: TagCache | None = None) -> None:
         self.policy = policy
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.factory = factory
         self.cache = cache
+        self.tags = tags
         self.workers = max(1, workers)
         self.resolve_tags = resolve_tags
         self._lock = threading.Lock()
         self._trust: dict[str, Any] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._parse_memo: dict[str, tuple[Reference, str] | Error] = {}
+        self._select_memo: dict[tuple[str, str | None], Selection] = {}
 
     def with_policy(self, policy: Policy) -> Evaluator:
         """The same evaluator (registry clients, success cache, worker pool) deciding by ``policy``.
@@ -275,7 +280,8 @@ class Evaluator:
         the evaluator they started with. Cached successes carry the rule's fingerprint, so a
         changed rule does not inherit them.
         """
-        other = Evaluator(policy, self.factory, cache=self.cache, workers=self.workers, resolve_tags=self.resolve_tags)
+        other = Evaluator(policy, self.factory, cache=self.cache, workers=self.workers, resolve_tags=self.resolve_tags,
+                          tags=self.tags)
         other._pool = self.pool()
         return other
 
@@ -284,7 +290,7 @@ class Evaluator:
     def plan(self, image: str, *, resolve_tags: bool | None = None, namespace: str | None = None) -> Plan:
         resolve = self.resolve_tags if resolve_tags is None else resolve_tags
         try:
-            ref, name = reference_name(image)
+            ref, name = self._parsed(image)
         except Error as e:
             return Plan(image, None, None, Verdict(image, "deny", e.reason, f"invalid image reference: {e.one_line()}"),
                         namespace)
@@ -294,7 +300,7 @@ class Evaluator:
             # excluded namespace is left alone entirely.
             pin = resolve and scoped.reason == "policy-exception" and ref.digest is None
             return Plan(image, ref, None, None if pin else scoped, namespace)
-        selection = self.policy.select(name, namespace)
+        selection = self._selected(name, namespace)
         if selection.unresolved:
             shown_rules = "; ".join(f"rule {m.rule.name!r} (namespaces {', '.join(m.rule.namespaces)})"
                                     for m in selection.unresolved)
@@ -322,6 +328,33 @@ class Evaluator:
                 return Plan(image, ref, rule, allowed, namespace)
         return Plan(image, ref, rule, None, namespace)
 
+    def _parsed(self, image: str) -> tuple[Reference, str]:
+        """``reference_name(image)``, memoised: a webhook sees the same few images over and over,
+        and parsing and rule selection were half of a warm request's CPU. (Only these pure
+        steps are memoised; exceptions depend on the clock and are looked at every time.)"""
+        found = self._parse_memo.get(image)
+        if found is None:
+            try:
+                found = reference_name(image)
+            except Error as e:
+                found = e
+            if len(self._parse_memo) >= MAX_MEMO:
+                self._parse_memo.clear()  # a bound, not an LRU: refilling costs one parse per image
+            self._parse_memo[image] = found
+        if isinstance(found, Error):
+            raise found
+        return found
+
+    def _selected(self, name: str, namespace: str | None) -> Selection:
+        key = (name, namespace)
+        found = self._select_memo.get(key)
+        if found is None:
+            found = self.policy.select(name, namespace)
+            if len(self._select_memo) >= MAX_MEMO:
+                self._select_memo.clear()
+            self._select_memo[key] = found
+        return found
+
     def _scope(self, image: str, ref: Reference, name: str, namespace: str | None) -> Verdict | None:
         """The verdict when the namespace is excluded or an exception covers the image; else None.
 
@@ -347,14 +380,14 @@ class Evaluator:
         return plan.verdict if plan.verdict is not None else self.verify(plan, run or Run(self.factory),
                                                                          record=record)
 
-    def verify(self, plan: Plan, run: Run, *, record: bool = True) -> Verdict:
+    def verify(self, plan: Plan, run: Run, *, record: bool = True, known_miss: bool = False) -> Verdict:
         assert plan.ref is not None
         ref, rule, image = plan.ref, plan.rule, plan.image
         unchecked = rule is None or not rule.require.verifies
         try:
             store = run.store(ref)
             digest = ref.digest or run.once(("tag", ref.name, ref.tag or "latest"),
-                                              lambda: resolve_tag(store, ref.tag or "latest"))
+                                              lambda: self._resolve(run, store, ref))
         except Error as e:
             if unchecked:  # admitted without checks: the digest was only wanted for pinning
                 return self.plan_without_resolution(plan)
@@ -366,7 +399,7 @@ class Evaluator:
         # an image another namespace cannot pull: the key carries who pulled (docs/webhook.md).
         scope = run.cache_scope(ref)
         cache_rule = f"{fingerprint}\npull:{scope}" if scope else fingerprint
-        if self.cache is not None and self.cache.hit(str(digest), cache_rule):
+        if self.cache is not None and not known_miss and self.cache.hit(str(digest), cache_rule):
             return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r} "
                            "(cached)", rule.name, str(ref), str(digest), cached=True)
         try:
@@ -382,6 +415,43 @@ class Evaluator:
             self.cache.record(str(digest), cache_rule)
         return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r}",
                        rule.name, str(ref), str(digest))
+
+    def cached_verdict(self, plan: Plan, run: Run) -> tuple[Verdict | None, bool]:
+        """The verdict of a plan decided by the caches alone (no registry request), if it is.
+
+        Returns (verdict or None, whether the success cache was asked and missed), so that
+        :meth:`verify` does not ask it again. Lets a warm request be answered in its own
+        thread, without handing each image to the pool.
+        """
+        ref, rule = plan.ref, plan.rule
+        if ref is None or rule is None or not rule.require.verifies or self.cache is None:
+            return None, False
+        try:
+            scope = run.cache_scope(ref)
+        except Error:
+            return None, False  # the pool path reports it
+        digest = str(ref.digest) if ref.digest else self.tags.get(scope, ref.name, ref.tag or "latest") \
+            if self.tags else None
+        if digest is None:
+            return None, False
+        cache_rule = f"{rule.fingerprint}\npull:{scope}" if scope else rule.fingerprint
+        if not self.cache.hit(digest, cache_rule):
+            return None, True
+        shown_digest = Digest.parse(digest)
+        return Verdict(plan.image, "allow", "verified", f"{shown(plan.image, shown_digest)} verified by rule "
+                       f"{rule.name!r} (cached)", rule.name, str(ref), digest, cached=True), False
+
+    def _resolve(self, run: Run, store: Store, ref: Reference) -> Digest:
+        tag = ref.tag or "latest"
+        if self.tags is None:
+            return resolve_tag(store, tag)
+        scope = run.cache_scope(ref)
+        known = self.tags.get(scope, ref.name, tag)
+        if known is not None:
+            return Digest.parse(known)
+        digest = resolve_tag(store, tag)
+        self.tags.put(scope, ref.name, tag, str(digest))
+        return digest
 
     def plan_without_resolution(self, plan: Plan) -> Verdict:
         """The verdict of an admitted-without-checks plan (what :meth:`plan` gives when not resolving tags)."""
@@ -481,9 +551,19 @@ class Evaluator:
         todo = {i: p for i, p in plans.items() if p.verdict is None}
         if not todo:
             return verdicts
-        pool = self.pool()
         run = run or Run(self.factory)
-        futures = {pool.submit(self.verify, p, run, record=record): i for i, p in todo.items()}
+        missed: set[str] = set()
+        for image, plan in list(todo.items()):
+            verdict, miss = self.cached_verdict(plan, run)
+            if verdict is not None:
+                verdicts[image] = verdict
+                del todo[image]
+            elif miss:
+                missed.add(image)
+        if not todo:
+            return verdicts
+        pool = self.pool()
+        futures = {pool.submit(self.verify, p, run, record=record, known_miss=i in missed): i for i, p in todo.items()}
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         done, _ = concurrent.futures.wait(futures, timeout=timeout)
         for future, image in futures.items():
