@@ -96,11 +96,12 @@ def review(images: list[str], uid: str) -> bytes:
                                    "dryRun": False}}).encode()
 
 
-def start_webhook(source: Path, tmp: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_webhook(source: Path, tmp: Path, port: int, env: dict[str, str], extra: tuple[str, ...] = ()
+                  ) -> subprocess.Popen[bytes]:
     """``python -m imgseal webhook serve`` with the packages of ``source`` first on the path."""
     args = [sys.executable, "-m", "imgseal", "webhook", "serve", "--policy", str(tmp / "policy.yaml"),
             "--tls-cert", str(tmp / "tls.crt"), "--tls-key", str(tmp / "tls.key"), "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), *extra]
     proc = subprocess.Popen(args, cwd=source, env={**env, "PYTHONPATH": str(source)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     context = ssl.create_default_context(cafile=str(tmp / "tls.crt"))
@@ -120,11 +121,11 @@ def start_webhook(source: Path, tmp: Path, port: int, env: dict[str, str]) -> su
 
 
 def measure(label: str, source: Path, tmp: Path, warm: list[str], cold: list[str], seconds: float,
-            env: dict[str, str]) -> dict[str, Any]:
+            env: dict[str, str], extra: tuple[str, ...] = ()) -> dict[str, Any]:
     from tests.integration.webhook_server import free_port
 
     port = free_port()
-    proc = start_webhook(source, tmp, port, env)
+    proc = start_webhook(source, tmp, port, env, extra)
     ca = str(tmp / "tls.crt")
     try:
         cold_s, cold_ok = one_review(port, ca, review(cold, "cold"))
@@ -140,7 +141,7 @@ def measure(label: str, source: Path, tmp: Path, warm: list[str], cold: list[str
               "rps32": concurrent["rps"], "p50_32_ms": concurrent["p50"], "p99_32_ms": concurrent["p99"],
               "load": os.getloadavg()[0]}
     decided = "admitted" if cold_ok else "DENIED"
-    print(f"{label:>9}: cold 100 images {cold_s:5.2f} s ({decided}) | serial p50 {serial['p50']:5.1f} ms | "
+    print(f"{label:>22}: cold 100 images {cold_s:5.2f} s ({decided}) | serial p50 {serial['p50']:5.1f} ms | "
           f"32 concurrent: {concurrent['rps']:5.0f} req/s, p50 {concurrent['p50']:5.1f} ms, "
           f"p99 {concurrent['p99']:6.1f} ms | load average {result['load']:.1f}", flush=True)
     return result
@@ -195,8 +196,12 @@ def main(argv: list[str] | None = None) -> None:
                               desc, key)
                 return f"{host}/{repo}:v1"
 
-            runs = [("baseline", args.baseline)] if args.baseline != "none" else []
-            runs.append(("this tree", None))
+            # (label, git ref or None for this tree, extra options)
+            runs: list[tuple[str, str | None, tuple[str, ...]]] = []
+            if args.baseline != "none":
+                runs.append((f"baseline ({args.baseline})", args.baseline, ()))
+            runs.append(("this tree, --tag-ttl 0", None, ("--tag-ttl", "0")))
+            runs.append(("this tree", None, ()))
             with ThreadPoolExecutor(16) as pool:
                 warm = list(pool.map(prepare, [f"app{i}" for i in range(5)]))
                 colds = [list(pool.map(prepare, [f"cold{r}-{i:03d}" for i in range(100)])) for r in range(len(runs))]
@@ -208,10 +213,9 @@ def main(argv: list[str] | None = None) -> None:
             env["DOCKER_CONFIG"] = str(tmp / "no-docker-config")
             print(f"webhook: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the run", flush=True)
             results = []
-            for (label, ref), cold in zip(runs, colds, strict=True):
+            for (label, ref, extra), cold in zip(runs, colds, strict=True):
                 source = baseline_tree(ref, tmp / "baseline") if ref else ROOT
-                results.append(measure(label if ref is None else f"{label} ({ref})", source, tmp, warm, cold,
-                                       args.seconds, env))
+                results.append(measure(label, source, tmp, warm, cold, args.seconds, env, extra))
                 if ref:
                     shutil.rmtree(tmp / "baseline")
             ours = results[-1]
