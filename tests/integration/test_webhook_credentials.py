@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from imgseal.image import build_image
 from imgseal.reference import parse_reference
@@ -14,8 +21,14 @@ from imgseal.store.auth import Credentials
 from imgseal.store.registry import RegistryOptions
 from keys import generate, public_pem
 from signer.image import sign_with_key
-from tests.integration.kube_api_double import KubeAPI, docker_config_secret, kube_api, serviceaccount_dir
-from tests.integration.webhook_server import Served, pod, review, serve
+from tests.integration.kube_api_double import (
+    KubeAPI,
+    docker_config_secret,
+    kube_api,
+    serviceaccount_dir,
+    throwaway_cert,
+)
+from tests.integration.webhook_server import Served, free_port, pod, review, serve
 from verifier.gate.cache import MemoryCache
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.policy_file import load_policy
@@ -59,7 +72,7 @@ def rig(secure_registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
                               cache=MemoryCache(), resolve_tags=True)
         hook = Webhook(evaluator, deadline=5.0, secrets=secrets, log=lambda *a, **k: None)
         with serve(hook, tmp / "hook") as served:
-            yield {"served": served, "api": api, "image": f"{host}/private/app:v1",
+            yield {"served": served, "api": api, "image": f"{host}/private/app:v1", "public_key": public_pem(key),
                    "pinned": f"{host}/private/app@{desc.digest}", "host": host}
     mp.undo()
 
@@ -124,3 +137,53 @@ def test_pull_secrets_are_not_read_for_images_that_need_no_registry(rig: dict[st
     answer = decide(rig, pod("unmatched.example/app:v1", pull_secrets=("regcred",)), "team-b")
     assert answer["allowed"] is False and "no policy rule matches" in answer["status"]["message"]
     assert api.total == before
+
+
+def test_webhook_serve_in_cluster_reads_pull_secrets(rig: dict[str, Any], secure_registry, tmp_path: Path) -> None:
+    """The CLI as a Pod runs it: in-cluster configuration from the environment and the ServiceAccount directory."""
+    api: KubeAPI = rig["api"]
+    directory, env = serviceaccount_dir(tmp_path / "sa", api)
+    served: Served = rig["served"]
+    port = free_port()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f'version: 1\ndefault: deny\nrules:\n  - name: private\n    match: ["{rig["host"]}/private/*"]\n'
+                      "    require:\n      signatures: {keys: [team.pub]}\n")
+    (tmp_path / "team.pub").write_bytes(rig["public_key"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgseal", "webhook", "serve", "--policy", str(policy), "--tls-cert", str(served.cert),
+         "--tls-key", str(served.key), "--host", "127.0.0.1", "--port", str(port), "--ca-file",
+         str(secure_registry.ca_cert_path)],
+        env={**os.environ, **env, "IMGSEAL_SERVICEACCOUNT_DIR": str(directory),
+             "DOCKER_CONFIG": str(tmp_path / "none")}, stderr=subprocess.PIPE, text=True)
+    cli = Served(f"https://127.0.0.1:{port}", served.cert, served.key, served.hook, requests.Session())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                cli.get("/healthz")
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "webhook serve did not start"
+                time.sleep(0.2)
+        resp = cli.post("/validate", review(pod(rig["image"], pull_secrets=("regcred",)), namespace="team-a"))
+        assert resp.json()["response"]["allowed"] is True, resp.text
+        assert cli.metric("imgseal_admission_requests_total", path="/validate", allowed="true") == 1
+    finally:
+        cli.session.close()
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=15)
+    start = json.loads(stderr.splitlines()[0])
+    assert start["event"] == "start" and start["pull_secrets"] == "in-cluster"
+    admission = next(json.loads(line) for line in stderr.splitlines() if '"admission"' in line)
+    assert admission["pullSecrets"] == ["secret team-a/regcred"]
+
+
+def test_webhook_serve_refuses_a_tls_pair_that_does_not_load(tmp_path: Path, cli) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ndefault: deny\nrules: []\n")
+    cert, _ = throwaway_cert(tmp_path / "one")
+    _, other_key = throwaway_cert(tmp_path / "two")
+    result = cli("webhook", "serve", "--policy", str(policy), "--tls-cert", str(cert), "--tls-key", str(other_key),
+                 "--port", str(free_port()), "--no-pull-secrets")
+    assert result.code == 2 and result.stderr.startswith("imgseal: error: --tls-cert"), result.stderr
+    assert "Traceback" not in result.stderr

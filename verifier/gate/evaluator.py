@@ -416,12 +416,13 @@ class Evaluator:
         return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r}",
                        rule.name, str(ref), str(digest))
 
-    def cached_verdict(self, plan: Plan, run: Run) -> tuple[Verdict | None, bool]:
+    def cached_verdict(self, plan: Plan, run: Run, *, peek: bool = False) -> tuple[Verdict | None, bool]:
         """The verdict of a plan decided by the caches alone (no registry request), if it is.
 
         Returns (verdict or None, whether the success cache was asked and missed), so that
         :meth:`verify` does not ask it again. Lets a warm request be answered in its own
-        thread, without handing each image to the pool.
+        thread, without handing each image to the pool. ``peek``: ask the cache's ``peek``
+        if it has one (a lookup that counts for nothing: the webhook's metrics).
         """
         ref, rule = plan.ref, plan.rule
         if ref is None or rule is None or not rule.require.verifies or self.cache is None:
@@ -435,7 +436,8 @@ class Evaluator:
         if digest is None:
             return None, False
         cache_rule = f"{rule.fingerprint}\npull:{scope}" if scope else rule.fingerprint
-        if not self.cache.hit(digest, cache_rule):
+        lookup = getattr(self.cache, "peek", self.cache.hit) if peek else self.cache.hit
+        if not lookup(digest, cache_rule):
             return None, True
         shown_digest = Digest.parse(digest)
         return Verdict(plan.image, "allow", "verified", f"{shown(plan.image, shown_digest)} verified by rule "

@@ -90,5 +90,9 @@ class CountingCache:
         (self.metrics.cache_hits if found else self.metrics.cache_misses).inc()
         return found
 
+    def peek(self, digest: str, fingerprint: str) -> bool:
+        """A lookup not counted (the webhook counts the hits of its cache-only answers itself)."""
+        return self.inner.hit(digest, fingerprint)
+
     def record(self, digest: str, fingerprint: str) -> None:
         self.inner.record(digest, fingerprint)

@@ -63,6 +63,10 @@ class PullSecretError(UndecidableError):
     """A pull secret or ServiceAccount could not be read from the API server."""
 
 
+class NotCached(UndecidableError):
+    """Asked for cached answers only, and one is not cached (the caller goes the slow way)."""
+
+
 # --- the keyring ----------------------------------------------------------------------------
 
 
@@ -238,7 +242,13 @@ class _TTLCache:
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...], fn: Callable[[], T]) -> T:
+    def get(self, key: tuple[str, ...], fn: Callable[[], T], *, cached_only: bool = False) -> T:
+        if cached_only:
+            with self._lock:
+                found = self._values.get(key)
+            if found is None or found[0] <= time.monotonic():
+                raise NotCached(f"{key} is not cached")
+            return found[1]  # type: ignore[no-any-return]
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -334,35 +344,38 @@ class KubeSecrets:
             raise PullSecretError(f"cannot read {where}: {type(e).__name__}: {str(e)[:200]}",
                                   reason="pull-secret-unreadable") from e
 
-    def secret_entries(self, namespace: str, name: str) -> tuple[KeyringEntry, ...]:
+    def secret_entries(self, namespace: str, name: str, *, cached_only: bool = False) -> tuple[KeyringEntry, ...]:
         def fetch() -> tuple[KeyringEntry, ...]:
             secret = self._read("secret", namespace, name, self._core.read_namespaced_secret)
             return tuple(keyring_entries(secret.type, secret.data, f"secret {namespace}/{name}"))
 
-        return self._cache.get(("secret", namespace, name), fetch)
+        return self._cache.get(("secret", namespace, name), fetch, cached_only=cached_only)
 
-    def account_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
+    def account_secrets(self, namespace: str, name: str, *, cached_only: bool = False) -> tuple[str, ...]:
         def fetch() -> tuple[str, ...]:
             account = self._read("serviceaccount", namespace, name, self._core.read_namespaced_service_account)
             refs = account.image_pull_secrets or []
             return tuple(r.name for r in refs if isinstance(getattr(r, "name", None), str))
 
-        return self._cache.get(("serviceaccount", namespace, name), fetch)
+        return self._cache.get(("serviceaccount", namespace, name), fetch, cached_only=cached_only)
 
-    def pull_credentials(self, namespace: str, wanted: PullRequest) -> PullCredentials:
-        """The keyring for an object of ``namespace``: its pod specs' secrets, then their ServiceAccounts'."""
+    def pull_credentials(self, namespace: str, wanted: PullRequest, *, cached_only: bool = False) -> PullCredentials:
+        """The keyring for an object of ``namespace``: its pod specs' secrets, then their ServiceAccounts'.
+
+        ``cached_only``: never ask the API server; :class:`NotCached` if something is not cached.
+        """
         if not _LABEL.fullmatch(namespace):
             raise InvalidInputError(f"invalid namespace {namespace!r}", reason="invalid-manifest")
         names: list[str] = list(wanted.secrets)
         for account in wanted.service_accounts:
-            names.extend(self.account_secrets(namespace, account))
+            names.extend(self.account_secrets(namespace, account, cached_only=cached_only))
         names = list(dict.fromkeys(names))
         if len(names) > MAX_PULL_SECRETS:
             raise InvalidInputError(f"{len(names)} image pull secrets: at most {MAX_PULL_SECRETS} are read",
                                     reason="invalid-manifest")
         entries: list[KeyringEntry] = []
         for name in names:
-            entries.extend(self.secret_entries(namespace, name))
+            entries.extend(self.secret_entries(namespace, name, cached_only=cached_only))
         return PullCredentials(namespace, tuple(entries))
 
 

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from verifier.gate.admission import BadReview, Decision, decide, parse_review, review_response
+from verifier.gate.admission import BadReview, Decision, decide, decide_cached, parse_review, review_response
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.metrics import CONTENT_TYPE, CountingCache, WebhookMetrics
 from verifier.gate.pull_secrets import KubeSecrets
@@ -96,6 +96,14 @@ class Webhook:
             if self.certificate is not None:
                 self.certificate.check()  # in the event loop's thread: no handshake sees a half-loaded context
 
+    def answer_cached(self, request: dict[str, Any], *, mutate: bool) -> Decision | None:
+        """The answer from the caches alone, on the event loop; None: decide in a thread."""
+        try:
+            return decide_cached(request, self.evaluator, mutate=mutate, secrets=self.secrets)
+        except Exception as e:  # noqa: BLE001 - the thread path decides, and reports, instead
+            self.log("error", uid=_field(request.get("uid")), error=_field(f"cached path: {type(e).__name__}: {e}"))
+            return None
+
     def answer(self, request: dict[str, Any], *, mutate: bool, started: float) -> Decision:
         """Decide in a worker thread; any failure is a denial with a reason, never an HTTP 500."""
         evaluator = self.evaluator  # one policy for the whole request, even if a reload lands meanwhile
@@ -121,7 +129,11 @@ def create_app(evaluator: Evaluator | Webhook, *, deadline: float = 8.0) -> Star
             hook.metrics.requests.labels(path, "bad-request").inc()
             hook.log("bad-request", path=path, status=e.status, error=e.message, bytes=len(body))
             return JSONResponse({"error": e.message}, status_code=e.status)
-        decision = await anyio.to_thread.run_sync(lambda: hook.answer(req, mutate=mutate, started=started))
+        decision = hook.answer_cached(req, mutate=mutate)
+        if decision is not None:
+            hook.metrics.cache_hits.inc(sum(v.cached for v in decision.verdicts))
+        else:
+            decision = await anyio.to_thread.run_sync(lambda: hook.answer(req, mutate=mutate, started=started))
         response = decision.answer["response"]
         seconds = time.monotonic() - started
         hook.metrics.observe_request(path, response["allowed"], seconds, decision.verdicts)
@@ -184,7 +196,10 @@ def make_server(hook: Webhook, *, host: str, port: int, cert: Path, key: Path) -
     import uvicorn
 
     config = uvicorn.Config(create_app(hook), host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
-                            log_level="warning", access_log=False, log_config=None, lifespan="on")
+                            log_level="warning", access_log=False, log_config=None, lifespan="on",
+                            # On SIGTERM, idle keep-alive TLS connections wait for the client's
+                            # close_notify; do not let them hold the Pod past its grace period.
+                            timeout_graceful_shutdown=5)
     config.load()  # builds the SSL context now, so its errors come before we serve, and we can reload into it
     assert config.ssl is not None
     hook.watch_tls(config.ssl, cert, key)
