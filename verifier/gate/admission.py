@@ -34,6 +34,7 @@ MAX_JSON_DEPTH: Final = 100  # a Pod review nests ~12 deep; CRDs rarely past 40
 MAX_MESSAGE_BYTES: Final = 4096
 MAX_WARNINGS: Final = 20
 MAX_WARNING_CHARS: Final = 512
+MAX_CACHED_PATH_IMAGES: Final = 64  # more, and the answer is worked out in a thread
 ADMISSION_API: Final = "admission.k8s.io/v1"
 OPERATIONS: Final = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 
@@ -193,8 +194,8 @@ def decide_cached(request: Mapping[str, Any], evaluator: Evaluator, *, mutate: b
         pull = _pull(secrets, namespace, obj, cached_only=True) if sites else None
     except Error:
         return None
-    if not sites:
-        return None
+    if not sites or len(sites) > MAX_CACHED_PATH_IMAGES:
+        return None  # none to decide, or too many to decide without holding up the event loop
     run = Run(evaluator.factory, pull=pull)
     verdicts: dict[str, Verdict] = {}
     for image in dict.fromkeys(s.image for s in sites):
