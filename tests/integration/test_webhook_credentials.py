@@ -187,3 +187,16 @@ def test_webhook_serve_refuses_a_tls_pair_that_does_not_load(tmp_path: Path, cli
                  "--port", str(free_port()), "--no-pull-secrets")
     assert result.code == 2 and result.stderr.startswith("imgseal: error: --tls-cert"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_webhook_serve_refuses_unusable_cluster_configuration(tmp_path: Path, cli) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ndefault: deny\nrules: []\n")
+    cert, key = throwaway_cert(tmp_path / "tls")
+    common = ("webhook", "serve", "--policy", str(policy), "--tls-cert", str(cert), "--tls-key", str(key),
+              "--port", str(free_port()))
+    result = cli(*common, "--kubeconfig", str(tmp_path / "missing"))
+    assert result.code == 2 and result.stderr.startswith("imgseal: error: --kubeconfig"), result.stderr
+    result = cli(*common, env={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1",
+                               "IMGSEAL_SERVICEACCOUNT_DIR": str(tmp_path / "no-such-dir")})
+    assert result.code == 2 and "in-cluster" in result.stderr and "Traceback" not in result.stderr, result.stderr
