@@ -132,3 +132,22 @@ def test_pull_secret_credentials_open_the_private_registry(tmp_path: Path, api: 
 def push_image_to(factory: StoreFactory, host: str) -> Digest:
     store = factory.open(parse_reference(f"{host}/pull/app:v1"))
     return build_image(store, [{"app": b"private"}], tag="v1").digest
+
+
+def test_hanging_api_server_is_bounded(tmp_path: Path, api: KubeAPI) -> None:
+    import socket
+    import time
+
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(8)  # accepts, never answers
+    try:
+        directory, env = serviceaccount_dir(tmp_path / "sa", api)
+        env["KUBERNETES_SERVICE_PORT"] = str(hanging.getsockname()[1])
+        kube = KubeSecrets.in_cluster(directory, env, timeout=0.5, budget=0.8)
+        started = time.monotonic()
+        with pytest.raises(PullSecretError, match="cannot read serviceaccount team-a/default"):
+            kube.pull_credentials("team-a", PullRequest(("regcred",), ("default",)))
+        assert time.monotonic() - started < 2.0  # no retries behind our back
+    finally:
+        hanging.close()

@@ -51,7 +51,8 @@ DOCKERCONFIGJSON: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCFG: Final = "kubernetes.io/dockercfg"
 DEFAULT_SERVICEACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_TTL: Final = 10.0
-API_TIMEOUT: Final = 3.0
+API_TIMEOUT: Final = 3.0  # one API read
+API_BUDGET: Final = 4.0  # all the reads for one object: half the webhook's 8 s deadline at most
 MAX_PULL_SECRETS: Final = 64  # per object: a bound on API reads one review can cause
 _DOCKER_HUB_HOSTS: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 # metadata.name of a Secret / ServiceAccount (DNS-1123 subdomain) and a namespace (DNS-1123 label).
@@ -278,13 +279,16 @@ def _status_message(body: Any) -> str:
 class KubeSecrets:
     """Pull secrets and ServiceAccounts from the API server, as the webhook's own ServiceAccount."""
 
-    def __init__(self, api_client: Any, *, ttl: float = DEFAULT_TTL, timeout: float = API_TIMEOUT) -> None:
+    def __init__(self, api_client: Any, *, ttl: float = DEFAULT_TTL, timeout: float = API_TIMEOUT,
+                 budget: float = API_BUDGET) -> None:
         from kubernetes import client
 
         self._core = client.CoreV1Api(api_client)
         self._api_client = api_client
         self._cache = _TTLCache(ttl)
         self.timeout = timeout
+        self.budget = budget
+        self._budget = threading.local()  # the deadline of the pull_credentials call on this thread
 
     @classmethod
     def in_cluster(cls, directory: Path = DEFAULT_SERVICEACCOUNT_DIR, environ: Mapping[str, str] | None = None,
@@ -298,6 +302,7 @@ class KubeSecrets:
         from kubernetes.config.incluster_config import InClusterConfigLoader
 
         configuration = client.Configuration()
+        configuration.retries = 0  # our budget, not urllib3's three retries, bounds a hanging API server
         try:
             loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
                 str(directory / "token"), str(directory / "ca.crt"),
@@ -310,14 +315,16 @@ class KubeSecrets:
 
     @classmethod
     def from_kubeconfig(cls, path: Path, **kw: Any) -> KubeSecrets:
-        from kubernetes import config
+        from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
+        configuration = client.Configuration()
         try:
-            api_client = config.new_client_from_config(config_file=str(path))  # type: ignore[no-untyped-call]
+            config.load_kube_config(config_file=str(path), client_configuration=configuration)  # type: ignore[no-untyped-call]
         except (ConfigException, OSError, ValueError, TypeError) as e:
             raise UsageError(f"--kubeconfig {path}: {e}") from e
-        return cls(api_client, **kw)
+        configuration.retries = 0
+        return cls(client.ApiClient(configuration), **kw)
 
     def close(self) -> None:
         self._api_client.close()
@@ -327,8 +334,13 @@ class KubeSecrets:
         from urllib3.exceptions import HTTPError
 
         where = f"{what} {namespace}/{name}"
+        budget = getattr(self._budget, "until", None)
+        timeout = self.timeout if budget is None else min(self.timeout, budget - time.monotonic())
+        if timeout <= 0:
+            raise PullSecretError(f"cannot read {where}: the API server took more than {self.budget:g} s for this "
+                                  "object's pull secrets", reason="pull-secret-unreadable")
         try:
-            return call(name, namespace, _request_timeout=self.timeout)
+            return call(name, namespace, _request_timeout=timeout)
         except ApiException as e:
             detail = _status_message(e.body) or f"{e.status} {e.reason}"
             if e.status == 401:
@@ -366,6 +378,13 @@ class KubeSecrets:
         """
         if not _LABEL.fullmatch(namespace):
             raise InvalidInputError(f"invalid namespace {namespace!r}", reason="invalid-manifest")
+        self._budget.until = time.monotonic() + self.budget
+        try:
+            return self._pull_credentials(namespace, wanted, cached_only)
+        finally:
+            self._budget.until = None
+
+    def _pull_credentials(self, namespace: str, wanted: PullRequest, cached_only: bool) -> PullCredentials:
         names: list[str] = list(wanted.secrets)
         for account in wanted.service_accounts:
             names.extend(self.account_secrets(namespace, account, cached_only=cached_only))
