@@ -260,9 +260,10 @@ class _TTLCache:
             value = fn()
             with self._lock:
                 self._values[key] = (time.monotonic() + self.ttl, value)
-                if len(self._values) > 4096:  # drop the expired ones now and then
+                if len(self._values) > 4096:  # drop the expired ones (and their locks) now and then
                     now = time.monotonic()
                     self._values = {k: v for k, v in self._values.items() if v[0] > now}
+                    self._locks = {k: v for k, v in self._locks.items() if k in self._values or k == key}
             return value
 
 
