@@ -56,6 +56,8 @@ def rig(secure_registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     sign_with_key(store, f"{host}/private/app", desc, key)
     policy = tmp / "policy.yaml"
     policy.write_text(f'version: 1\ndefault: deny\nrules:\n  - name: private\n    match: ["{host}/private/*"]\n'
+                      "    require:\n      signatures: {keys: [team.pub]}\n"
+                      f'  - name: lenient\n    match: ["{host}/lenient/*"]\n    on_error: allow\n'
                       "    require:\n      signatures: {keys: [team.pub]}\n")
     with kube_api(tmp / "api") as api:
         api.grants[api.token] = {"team-a", "team-b", "team-c"}
@@ -129,6 +131,12 @@ def test_forbidden_api_answer_is_a_clear_denial(rig: dict[str, Any]) -> None:
     assert answer["allowed"] is False
     assert "may not get it (403: serviceaccounts \"default\" is forbidden" in answer["status"]["message"]
     assert api.total == before + 1  # asked once for the whole Pod, not once per image
+
+
+def test_unreadable_pull_secrets_follow_on_error(rig: dict[str, Any]) -> None:
+    answer = decide(rig, pod(f"{rig['host']}/lenient/app:v1", pull_secrets=("regcred",)), "team-d")
+    assert answer["allowed"] is True
+    assert any("403" in w and "on_error: allow" in w for w in answer["warnings"]), answer
 
 
 def test_pull_secrets_are_not_read_for_images_that_need_no_registry(rig: dict[str, Any]) -> None:
