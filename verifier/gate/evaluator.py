@@ -281,7 +281,7 @@ class Evaluator:
         changed rule does not inherit them.
         """
         other = Evaluator(policy, self.factory, cache=self.cache, workers=self.workers, resolve_tags=self.resolve_tags,
-                          tags=self.tags)
+                          clock=self.clock, tags=self.tags)
         other._pool = self.pool()
         return other
 
@@ -395,13 +395,9 @@ class Evaluator:
         if rule is None or unchecked:
             return replace(self.plan_without_resolution(plan), digest=str(digest))
         fingerprint = rule.fingerprint
-        # A success verified with one namespace's credentials must not admit, from the cache,
-        # an image another namespace cannot pull: the key carries who pulled (docs/webhook.md).
-        scope = run.cache_scope(ref)
-        cache_rule = f"{fingerprint}\npull:{scope}" if scope else fingerprint
+        cache_rule = _cache_rule(rule, run.cache_scope(ref))
         if self.cache is not None and not known_miss and self.cache.hit(str(digest), cache_rule):
-            return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r} "
-                           "(cached)", rule.name, str(ref), str(digest), cached=True)
+            return _cached(image, rule, ref, digest)
         try:
             run.once(("verify", fingerprint, ref.name, str(digest)),
                      lambda: _Memo.capture(lambda: self._check_rule(rule, ref, store, digest, run))).unwrap()
@@ -435,13 +431,10 @@ class Evaluator:
             if self.tags else None
         if digest is None:
             return None, False
-        cache_rule = f"{rule.fingerprint}\npull:{scope}" if scope else rule.fingerprint
         lookup = getattr(self.cache, "peek", self.cache.hit) if peek else self.cache.hit
-        if not lookup(digest, cache_rule):
+        if not lookup(digest, _cache_rule(rule, scope)):
             return None, True
-        shown_digest = Digest.parse(digest)
-        return Verdict(plan.image, "allow", "verified", f"{shown(plan.image, shown_digest)} verified by rule "
-                       f"{rule.name!r} (cached)", rule.name, str(ref), digest, cached=True), False
+        return _cached(plan.image, rule, ref, Digest.parse(digest)), False
 
     def _resolve(self, run: Run, store: Store, ref: Reference) -> Digest:
         tag = ref.tag or "latest"
@@ -579,6 +572,20 @@ class Evaluator:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _cache_rule(rule: Rule, scope: str) -> str:
+    """The success cache's second key: the rule's fingerprint and who pulled.
+
+    A success verified with one namespace's credentials must not admit, from the cache, an
+    image another namespace cannot pull (docs/webhook.md, "Success cache and namespaces").
+    """
+    return f"{rule.fingerprint}\npull:{scope}" if scope else rule.fingerprint
+
+
+def _cached(image: str, rule: Rule, ref: Reference, digest: Digest) -> Verdict:
+    return Verdict(image, "allow", "verified", f"{shown(image, digest)} verified by rule {rule.name!r} (cached)",
+                   rule.name, str(ref), str(digest), cached=True)
 
 
 @dataclass(frozen=True)
