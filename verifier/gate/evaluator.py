@@ -198,7 +198,8 @@ class Run:
     A memo of tag resolutions, discovered attachments and verification outcomes, plus one
     :class:`CachingStore` per repository. Concurrent callers of :meth:`once` with the same key
     wait for the first one's result instead of repeating its registry requests. A new run per
-    admission request means a tag moved between two requests is resolved afresh.
+    admission request means a tag moved between two requests is resolved afresh (unless the
+    evaluator has a :class:`~verifier.gate.cache.TagCache`: then after its few seconds).
 
     ``pull``: how to get the run's :class:`PullIdentity`, asked once, when the first store is
     opened (so a run whose images need no registry never asks); its error, if any, is the
