@@ -210,7 +210,12 @@ def main(argv: list[str] | None = None) -> None:
             # (label, git ref or None for this tree, extra options)
             runs: list[tuple[str, str | None, tuple[str, ...]]] = []
             if args.baseline != "none":
-                runs.append((f"baseline ({args.baseline})", args.baseline, ()))
+                known = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "-q", args.baseline],
+                                       capture_output=True, check=False).returncode == 0
+                if known:
+                    runs.append((f"baseline ({args.baseline})", args.baseline, ()))
+                else:
+                    print(f"webhook: baseline {args.baseline!r} is not a git ref here: measured without it")
             runs.append(("this tree, --tag-ttl 0", None, ("--tag-ttl", "0")))
             runs.append(("this tree", None, ()))
             with ThreadPoolExecutor(16) as pool:
