@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from imgseal.store import StoreFactory
 from keys import generate, public_pem
+from tests.integration.kube_api_double import kube_api, serviceaccount_dir
 from tests.integration.webhook_server import Served, pod, review, serve
 from verifier.gate.admission import MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, json_depth_exceeds
 from verifier.gate.cache import MemoryCache
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.policy_file import load_policy
+from verifier.gate.pull_secrets import KubeSecrets
 from verifier.gate.webhook import Webhook
 
 DIGEST = "sha256:" + "ab" * 32
@@ -32,8 +34,14 @@ def hook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                       '    allow: true\n  - name: signed\n    match: ["127.0.0.1:1/signed/**"]\n'
                       "    require:\n      signatures: {keys: [team.pub]}\n")
     evaluator = Evaluator(load_policy(policy), StoreFactory(), cache=MemoryCache(), resolve_tags=True)
-    with serve(Webhook(evaluator, deadline=2.0, log=lambda *a, **k: None), tmp) as served:
-        yield served
+    # Pull secrets on, so malformed imagePullSecrets / serviceAccountName shapes meet their reader too.
+    with kube_api(tmp / "api") as api:
+        api.grants[api.token] = {"default", "team-a"}
+        api.add_service_account("default", "default", [])
+        directory, env = serviceaccount_dir(tmp / "sa", api)
+        secrets = KubeSecrets.in_cluster(directory, env)
+        with serve(Webhook(evaluator, deadline=2.0, secrets=secrets, log=lambda *a, **k: None), tmp) as served:
+            yield served
 
 
 def check_answer(resp: Any, body: Any) -> dict[str, Any] | None:
