@@ -64,6 +64,7 @@ def rig(secure_registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         api.add_secret(docker_config_secret("team-a", "regcred", {host: (user, password)}))
         api.add_secret(docker_config_secret("team-b", "regcred", {host: (user, "wrong password")}))
         api.add_secret(docker_config_secret("team-c", "robot", {host: (user, password)}, legacy=True))
+        api.add_secret(docker_config_secret("team-a", "stale", {f"{host}/private": (user, "rotated away")}))
         for namespace in ("team-a", "team-b"):
             api.add_service_account(namespace, "default", [])
         api.add_service_account("team-c", "default", ["robot"])
@@ -95,6 +96,14 @@ def test_service_account_pull_secret_dockercfg(rig: dict[str, Any]) -> None:
     assert decide(rig, pod(rig["image"]), "team-c")["allowed"] is True
     answer = decide(rig, pod(rig["image"], service_account="bare"), "team-c")
     assert answer["allowed"] is False and "requires credentials and none were found" in answer["status"]["message"]
+
+
+def test_each_matching_secret_is_tried_in_turn_as_the_kubelet_does(rig: dict[str, Any]) -> None:
+    # 'stale' is the more specific key (host/private) and is refused; 'regcred' (host) is accepted.
+    answer = decide(rig, pod(rig["image"], pull_secrets=("stale", "regcred")), "team-a")
+    assert answer["allowed"] is True, answer
+    answer = decide(rig, pod(rig["image"], pull_secrets=("stale",)), "team-a")
+    assert answer["allowed"] is False and "access denied by" in answer["status"]["message"]
 
 
 def test_workload_templates_use_their_pod_template_fields(rig: dict[str, Any]) -> None:

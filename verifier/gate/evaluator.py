@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from imgseal import attach
 from imgseal.digest import Digest
-from imgseal.errors import Error, UndecidableError, UsageError, VerificationError
+from imgseal.errors import AuthError, Error, UndecidableError, UsageError, VerificationError
 from imgseal.manifest import MANIFEST_TYPES, Descriptor, Manifest
 from imgseal.reference import Reference
 from imgseal.store import StoreFactory
@@ -183,8 +183,8 @@ def resolve_tag(store: Store, tag: str) -> Digest:
 class PullIdentity(Protocol):
     """Whose registry credentials a run pulls with (a Pod's pull secrets, for the webhook)."""
 
-    def credentials(self, ref: Reference) -> Credentials | None:
-        """Credentials for ``ref``; None: the registry client's own lookup (docker config …)."""
+    def candidates(self, ref: Reference) -> Sequence[Credentials]:
+        """Credentials to try for ``ref``, in order; empty: the registry client's own lookup (docker config …)."""
         ...
 
     def scope(self, ref: Reference) -> str:
@@ -233,11 +233,27 @@ class Run:
 
     def store(self, ref: Reference) -> CachingStore:
         identity = self.identity()
+        candidates = list(identity.candidates(ref)) if identity is not None else []
+        creds = candidates[0] if candidates else None
+        if len(candidates) > 1:  # as the kubelet does: each in turn, until the registry accepts one
+            creds = self.once(("pull-credentials", ref.name), lambda: self._accepted(ref, candidates))
         with self._lock:
             if ref.name not in self._stores:
-                creds = identity.credentials(ref) if identity is not None else None
                 self._stores[ref.name] = CachingStore(self.factory.open(ref, credentials=creds))
             return self._stores[ref.name]
+
+    def _accepted(self, ref: Reference, candidates: list[Credentials]) -> Credentials:
+        """The first candidate the registry does not refuse (one HEAD each); else the first, to report."""
+        target = str(ref.digest) if ref.digest else ref.tag or "latest"
+        for creds in candidates:
+            try:
+                head_manifest(self.factory.open(ref, credentials=creds), target)
+            except AuthError:
+                continue
+            except Error:
+                return creds  # not an auth answer: this one is let in, the real request reports the rest
+            return creds
+        return candidates[0]
 
     def cache_scope(self, ref: Reference) -> str:
         """The part of the success-cache key that says who pulled (empty without a pull identity)."""

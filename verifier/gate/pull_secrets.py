@@ -155,30 +155,39 @@ class PullCredentials:
     namespace: str
     entries: tuple[KeyringEntry, ...] = ()
 
-    def lookup(self, ref: Reference) -> KeyringEntry | None:
+    def lookup_all(self, ref: Reference) -> list[KeyringEntry]:
+        """Every entry matching ``ref``, in the order the kubelet tries them."""
         host = ref.registry.lower()
         matching = [e for e in self.entries if e.matches(host, ref.repository)]
         # Most specific first (keyring.go sorts its index so longer keys come first); the sort
         # is stable, so among equals the Pod's own secrets stay ahead of its ServiceAccount's.
         matching.sort(key=lambda e: -(len(e.host) + len(e.path)))
+        return matching
+
+    def lookup(self, ref: Reference) -> KeyringEntry | None:
+        matching = self.lookup_all(ref)
         return matching[0] if matching else None
 
+    def candidates(self, ref: Reference) -> list[Credentials]:
+        """The distinct credentials to try for ``ref``, in order; empty: the webhook's own configuration."""
+        return list(dict.fromkeys(e.credentials for e in self.lookup_all(ref)))
+
     def credentials(self, ref: Reference) -> Credentials | None:
-        """The credentials for ``ref``, or None: then the webhook's own configuration applies."""
-        entry = self.lookup(ref)
-        return entry.credentials if entry else None
+        """The first credentials for ``ref``, or None: then the webhook's own configuration applies."""
+        found = self.candidates(ref)
+        return found[0] if found else None
 
     def scope(self, ref: Reference) -> str:
-        """Who pulls ``ref``, for the success cache: a hash of the credentials used, or the webhook itself.
+        """Who pulls ``ref``, for the success cache: a hash of the credentials tried, or the webhook itself.
 
         A success verified with one namespace's credentials must not admit, from the cache, an
         image that another namespace cannot pull: so the cache key carries this scope. Two
         namespaces holding the same credentials share entries (they can pull the same images).
         """
-        creds = self.credentials(ref)
-        if creds is None:
+        found = self.candidates(ref)
+        if not found:
             return "own"
-        secret = f"{creds.username}\n{creds.password or ''}\n{creds.identity_token or ''}"
+        secret = "\n\n".join(f"{c.username}\n{c.password or ''}\n{c.identity_token or ''}" for c in found)
         return "pull:" + hashlib.sha256(secret.encode()).hexdigest()[:32]
 
 

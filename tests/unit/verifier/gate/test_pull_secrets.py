@@ -76,6 +76,9 @@ def test_pod_secrets_come_before_service_account_secrets_among_equals() -> None:
     account = keyring_entries(DOCKERCONFIGJSON, {".dockerconfigjson": b64({"auths": {"r.example": auth("sa", "2")}})},
                               "secret ns/sa")
     assert creds_for([*pod, *account], "r.example/app:v1") == Credentials("pod", "1")
+    ref = parse_reference("r.example/app:v1")
+    assert PullCredentials("ns", (*pod, *account, *pod)).candidates(ref) == [  # type: ignore[arg-type]
+        Credentials("pod", "1"), Credentials("sa", "2")]
 
 
 def test_cache_scope_follows_the_credentials_not_the_namespace() -> None:
