@@ -117,7 +117,7 @@ def _decode_data(data: Mapping[str, Any], field: str, source: str) -> Any:
         raise InvalidInputError(f"{source}: no data[{field!r}]", reason="invalid-pull-secret")
     try:
         return json.loads(base64.b64decode(raw, validate=True))
-    except (binascii.Error, ValueError) as e:
+    except (binascii.Error, ValueError, RecursionError) as e:
         raise InvalidInputError(f"{source}: data[{field!r}] is not base64 of JSON", reason="invalid-pull-secret") from e
 
 

@@ -46,7 +46,8 @@ def test_dockerconfigjson_and_dockercfg_are_read_other_types_skipped() -> None:
 
 @pytest.mark.parametrize("data", [{}, {".dockerconfigjson": "%%%"}, {".dockerconfigjson": "bm90IGpzb24="},
                                   {".dockerconfigjson": b64({"auths": []})},
-                                  {".dockerconfigjson": b64({"auths": {"r": {"auth": "not base64!"}}})}])
+                                  {".dockerconfigjson": b64({"auths": {"r": {"auth": "not base64!"}}})},
+                                  {".dockerconfigjson": base64.b64encode(b"[" * 100_000).decode()}])
 def test_malformed_docker_config_secrets_are_errors(data: dict[str, str]) -> None:
     with pytest.raises(InvalidInputError, match="secret ns/bad"):
         keyring_entries(DOCKERCONFIGJSON, data, "secret ns/bad")
