@@ -96,6 +96,8 @@ class LivePolicy:
             return self._failed(problems)
         except Error as e:
             return self._failed([e.one_line()])
+        except (RecursionError, ValueError, OSError) as e:  # a hostile file is a failed load too
+            return self._failed([f"{self.path}: cannot load: {type(e).__name__}: {e}"[:500]])
         self.evaluator = self.evaluator.with_policy(policy)
         self.status = ReloadStatus(sha256=digest)
         self.metrics.reloaded(True)

@@ -92,10 +92,13 @@ class Webhook:
         """Check the watched files every ``reload_interval`` seconds, for as long as the app runs."""
         while True:
             await anyio.sleep(self.reload_interval)
-            if self.live is not None:
-                await anyio.to_thread.run_sync(self.live.check)
-            if self.certificate is not None:
-                self.certificate.check()  # in the event loop's thread: no handshake sees a half-loaded context
+            try:
+                if self.live is not None:
+                    await anyio.to_thread.run_sync(self.live.check)
+                if self.certificate is not None:
+                    self.certificate.check()  # in the event loop's thread: no handshake sees a half-loaded context
+            except Exception as e:  # noqa: BLE001 - a bad file must never stop the watching, nor the webhook
+                self.log("reload-error", error=_field(f"{type(e).__name__}: {e}"))
 
     def answer_cached(self, request: dict[str, Any], *, mutate: bool) -> Decision | None:
         """The answer from the caches alone, on the event loop; None: decide in a thread."""
