@@ -289,6 +289,7 @@ class Evaluator:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._parse_memo: dict[str, tuple[Reference, str] | Error] = {}
         self._select_memo: dict[tuple[str, str | None], Selection] = {}
+        self._cached_verdicts: dict[tuple[str, str, str], Verdict] = {}
 
     def with_policy(self, policy: Policy) -> Evaluator:
         """The same evaluator (registry clients, success cache, worker pool) deciding by ``policy``.
@@ -451,7 +452,14 @@ class Evaluator:
         lookup = getattr(self.cache, "peek", self.cache.hit) if peek else self.cache.hit
         if not lookup(digest, _cache_rule(rule, scope)):
             return None, True
-        return _cached(plan.image, rule, ref, Digest.parse(digest)), False
+        key = (plan.image, rule.name, digest)
+        verdict = self._cached_verdicts.get(key)  # the same immutable answer, built once
+        if verdict is None:
+            verdict = _cached(plan.image, rule, ref, Digest.parse(digest))
+            if len(self._cached_verdicts) >= MAX_MEMO:
+                self._cached_verdicts.clear()
+            self._cached_verdicts[key] = verdict
+        return verdict, False
 
     def _resolve(self, run: Run, store: Store, ref: Reference) -> Digest:
         tag = ref.tag or "latest"
