@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -90,6 +91,16 @@ def decide(rig: dict[str, Any], obj: dict[str, Any], namespace: str, kind: str =
 def test_pod_pull_secret_lets_the_private_image_be_verified(rig: dict[str, Any]) -> None:
     answer = decide(rig, pod(rig["image"], pull_secrets=("regcred",)), "team-a")
     assert answer["allowed"] is True, answer
+
+
+def test_mutate_pins_the_private_image_verified_with_the_pods_secret(rig: dict[str, Any]) -> None:
+    served: Served = rig["served"]
+    resp = served.post("/mutate", review(pod(rig["image"], pull_secrets=("regcred",)), namespace="team-a"))
+    answer = resp.json()["response"]
+    assert answer["allowed"] is True, answer
+    patch = json.loads(base64.b64decode(answer["patch"]))
+    assert patch == [{"op": "replace", "path": "/spec/containers/0/image",
+                      "value": f"{rig['image']}@{rig['pinned'].rsplit('@', 1)[1]}"}]
 
 
 def test_service_account_pull_secret_dockercfg(rig: dict[str, Any]) -> None:
