@@ -306,7 +306,11 @@ class _Reader:
         elif isinstance(node, yaml.ScalarNode):
             value = node.value
         else:
-            value = type(node).__name__
+            # a list or mapping: name the YAML shape, not PyYAML's node class
+            shape = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+            self.issue(_line(node),
+                       f"{label}: {field} {shape}: not a date (YYYY-MM-DD) or a timestamp with a time zone")
+            return None
         try:
             return parse_until(value)
         except UsageError as e:

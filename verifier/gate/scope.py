@@ -83,6 +83,9 @@ class PolicyException:
         return f"exception #{self.number} (line {self.line}, until {self.until_text}): {self.reason}"
 
 
+_EXTENDED_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[Tt ]\d{2}:\d{2})")
+
+
 def parse_until(value: object) -> tuple[dt.datetime, str]:
     """``until`` as YAML gives it: a date (holds through that whole day, UTC) or a timestamp with
     a time zone (holds until that instant). Raise :class:`UsageError` otherwise."""
@@ -94,7 +97,9 @@ def parse_until(value: object) -> tuple[dt.datetime, str]:
     if isinstance(value, dt.date):
         end = dt.datetime.combine(value + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         return end, value.isoformat()
-    if isinstance(value, str):
+    # fromisoformat also takes ISO 8601's basic and week forms (20260131, 2026-W05-1): only the
+    # extended forms the docs name are accepted, so a YAML int 20260131 is not silently a date.
+    if isinstance(value, str) and _EXTENDED_DATE.match(value):
         try:
             if len(value) == 10:
                 return parse_until(dt.date.fromisoformat(value))

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from imgseal.errors import UsageError
 from imgseal.store import StoreFactory
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.policy import Policy, Rule
@@ -182,6 +183,25 @@ def test_until_forms() -> None:
     assert parse_until(dt.date(2030, 1, 31)) == (dt.datetime(2030, 2, 1, tzinfo=dt.UTC), "2030-01-31")
     assert parse_until("2030-01-31")[0] == dt.datetime(2030, 2, 1, tzinfo=dt.UTC)
     assert parse_until("2030-01-31T10:00:00Z")[0] == dt.datetime(2030, 1, 31, 10, tzinfo=dt.UTC)
+
+
+def test_until_refuses_compact_iso_forms_and_names_what_was_written(tmp_path: Path) -> None:
+    # datetime.fromisoformat also takes ISO 8601's basic format (20300131, 20300131T1000Z): the
+    # docs promise YYYY-MM-DD or a zoned timestamp, and an unquoted 20300131 is a YAML int that
+    # must not turn into a date (nor be echoed back as "2030-01-31T00:00:00").
+    for text in ("20300131", "20300131T100000Z", "2030-W05-1"):
+        with pytest.raises(UsageError, match="not a date"):
+            parse_until(text)
+    got = problems(tmp_path, """\
+        version: 1
+        rules: []
+        exceptions:
+          - {images: ["a.io/x"], until: 20300131, reason: compact}
+          - {images: ["a.io/x"], until: {on: 2030-01-31}, reason: mapping}
+        """)
+    assert any(line == 4 and "until '20300131': not a date" in m for line, m in got), got
+    assert any(line == 5 and "until a mapping: not a date" in m for line, m in got), got
+    assert not any("Node" in m for _, m in got), got
 
 
 def test_namespace_and_exception_errors_have_lines(tmp_path: Path) -> None:
