@@ -191,8 +191,9 @@ class _Reader:
     def choice(self, node: yaml.Node, what: str, choices: Sequence[str]) -> str | None:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str" and node.value in choices:
             return str(node.value)
-        shown = node.value if isinstance(node, yaml.ScalarNode) else type(node).__name__
-        self.issue(_line(node), f"{what} must be one of {' | '.join(choices)}, not {shown!r}")
+        shown = (repr(node.value) if isinstance(node, yaml.ScalarNode)
+                 else "a list" if isinstance(node, yaml.SequenceNode) else "a mapping")
+        self.issue(_line(node), f"{what} must be one of {' | '.join(choices)}, not {shown}")
         return None
 
     def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node] | None:

@@ -144,6 +144,9 @@ def test_every_error_is_reported_with_its_line(policy_dir: Path) -> None:
     ("version: 1\nrules:\n  - name: x\n    match: ['a.io/*']\n    require:\n      signatures:\n        keys: "
      "[keys/team.pub]\n        threshold: 0\n", "at least 1", 8),
     ("version: 1\ntrusted_root: nope.json\nrules: []\n", "no such file", 2),
+    ("version: 1\ndefault: [deny]\nrules: []\n", "default must be one of deny | allow | warn, not a list", 2),
+    ("version: 1\nrules:\n  - name: x\n    match: ['a.io/*']\n    mode: {a: 1}\n    allow: true\n",
+     "mode must be one of enforce | warn, not a mapping", 5),
 ])
 def test_single_errors(policy_dir: Path, text: str, needle: str | None, line: int | None) -> None:
     path = policy_dir / "p.yaml"
