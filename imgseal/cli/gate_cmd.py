@@ -42,6 +42,10 @@ NamespaceOption = Annotated[str | None, typer.Option(
     "--namespace", "-n", callback=_namespace_name,
     help="Namespace the images run in (rules with 'namespaces', exclude_namespaces, exceptions); "
          "objects' own metadata.namespace is used where given.")]
+ExplainNamespaceOption = Annotated[str | None, typer.Option(
+    "--namespace", "-n", callback=_namespace_name,
+    help="Namespace IMAGE would run in (rules with 'namespaces', exclude_namespaces, exceptions); "
+         "without it, what depends on the namespace is shown as undecided, as the gate would leave it.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -90,7 +94,7 @@ def policy_check(
 def policy_explain(
     file: Annotated[Path, typer.Argument(help="Policy file.", dir_okay=False)],
     image: Annotated[str, typer.Argument(help="Image reference.")],
-    namespace: NamespaceOption = None,
+    namespace: ExplainNamespaceOption = None,
 ) -> None:
     """Show which rule applies to IMAGE (in --namespace) and why, and which other rules matched but were less
     specific."""

@@ -327,3 +327,14 @@ def test_an_unknown_namespace_is_undecided_exactly_when_some_namespace_would_cha
             assert chosen == without, (ns, specs)
     for m in unknown.unresolved:
         assert any(chosen_in[witness(g)] != without for g in m.rule.namespaces), (m.rule.name, specs)
+
+
+def test_explain_help_speaks_of_the_image_not_of_manifest_objects(cli) -> None:
+    # explain takes one image, no manifests: there is no object whose metadata.namespace could win
+    r = cli("policy", "explain", "--help", env={"COLUMNS": "200"})
+    assert r.code == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "metadata.namespace" not in text
+    assert "Namespace IMAGE would run in" in text
+    r = cli("gate", "--help", env={"COLUMNS": "200"})
+    assert "objects' own metadata.namespace is used where given" in " ".join(r.stdout.split())
