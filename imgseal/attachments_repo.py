@@ -47,8 +47,13 @@ def attachments_repository(option: str | None) -> Reference | None:
             if os.environ.get(variable, "").strip():
                 source, value = f"${variable}", os.environ[variable].strip()
                 break
-    if value is None or not value.strip():
+    if value is None:
         return None
+    if not value.strip():
+        # An empty variable means unset (as for cosign), but an explicit empty option is a
+        # script's unset variable: reading beside the image instead would be a silent accept.
+        raise UsageError(f"{source} is empty; give a repository (registry/path) or leave the option out",
+                         reason="bad-attachments-repo")
     return parse_attachments_repo(value, source)
 
 
@@ -56,6 +61,11 @@ def parse_attachments_repo(value: str, source: str) -> Reference:
     """``registry/path`` as a :class:`Reference` without tag or digest; :class:`UsageError` names ``source``."""
     from imgseal.reference import Reference, parse_reference
 
+    host, colon, port = value.strip().partition(":")
+    if colon and "/" not in value and port.isdigit() and ("." in host or host == "localhost"):
+        # "127.0.0.1:5000" would parse as docker.io/library/127.0.0.1 with the tag 5000
+        raise UsageError(f"{source} {value[:80]!r} names only a registry host; add the repository path "
+                         "(registry/path)", reason="bad-attachments-repo")
     try:
         parsed = parse_reference(value.strip(), default_tag=None)
     except InvalidReferenceError as e:

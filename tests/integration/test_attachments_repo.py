@@ -116,6 +116,12 @@ def test_copy_reads_the_source_attachments_from_the_other_repository(registry, s
     (f"127.0.0.1:5000/sigs@sha256:{'a' * 64}", "names a tag or digest"),
     ("oci-layout:/tmp/x", "OCI layout"),
     ("UPPER/case", "--attachments-repo"),
+    # a registry host alone parses as docker.io/library/127.0.0.1 tagged 5000: say what it is
+    ("127.0.0.1:5000", "names only a registry host"),
+    ("localhost:5000", "names only a registry host"),
+    # an explicit empty value is a mistake (an unset variable in a script), not "beside the image"
+    ("", "is empty"),
+    ("  ", "is empty"),
 ])
 def test_bad_attachments_repo_is_a_usage_error_before_any_network(cli, value: str, needle: str) -> None:
     ref = f"127.0.0.1:1/app@sha256:{'b' * 64}"  # nothing listens on port 1: a network call would exit 3
