@@ -31,7 +31,7 @@ def probe(
     reference: Annotated[str, typer.Argument(help="An image in the registry and repository to probe (tag or digest).")],
     write_test: Annotated[bool, typer.Option(
         "--write-test", help="Also push and delete one throwaway artifact (with a subject naming REFERENCE) in "
-        "REFERENCE's repository, to learn subject_manifests and delete.")] = False,
+        "REFERENCE's repository, to learn subject_manifests, delete and oci_subject_header.")] = False,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
     output: OutputOption = OutputFormat.text,
@@ -40,8 +40,9 @@ def probe(
 
     Read-only unless --write-test. referrers_api is true only for a real index from the
     referrers endpoint (never for an OCI-Subject header alone); tag_list whether tags can be
-    listed; auth the /v2/ challenge (none, basic, bearer); subject_manifests and delete are
-    null unless --write-test. Exit codes: 0 probed; 2 bad usage; 3 registry unreachable,
+    listed; auth the /v2/ challenge (none, basic, bearer); subject_manifests, delete and
+    oci_subject_header are null unless --write-test (a throwaway the registry would not
+    delete is named in a note). Exit codes: 0 probed; 2 bad usage; 3 registry unreachable,
     REFERENCE not found, or access denied.
     """
 
