@@ -18,6 +18,7 @@ import email.utils
 import ipaddress
 import logging
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -456,8 +457,20 @@ class RegistryClient:
         return RegistryStore(self, name)
 
 
+# requests/urllib3 wrap the OS error twice: "HTTPSConnectionPool(host=…, port=…): Max retries
+# exceeded with url: /v2/ (Caused by NewConnectionError("HTTPSConnection(…): Failed to establish a
+# new connection: [Errno 111] Connection refused"))". Keep the innermost reason, which the cut
+# at 200 characters would otherwise lose.
+_URLLIB3_WRAPPER: Final = re.compile(
+    r"^\w*ConnectionPool\(.*?\): Max retries exceeded with url: \S+ \(Caused by \w+\(['\"]?(?P<inner>.*?)['\"]?\)\)$")
+_URLLIB3_CONNECTION: Final = re.compile(r"^\w*Connection\(host=[^)]*\): ")
+
+
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split())
+    wrapped = _URLLIB3_WRAPPER.match(text)
+    if wrapped:
+        text = _URLLIB3_CONNECTION.sub("", wrapped.group("inner"))
     return text[:200]
 
 

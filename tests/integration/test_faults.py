@@ -453,3 +453,19 @@ def test_digest_header_is_checked_against_bytes(proxy: FaultProxy, image) -> Non
     store = fast_store(proxy.host, "faults/app")
     with pytest.raises(DigestMismatchError, match=str(image["digest"])):
         store.get_manifest(Digest.parse(str(image["digest"])))
+
+
+def test_closed_port_names_the_refusal_on_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    # requests wraps the OS error in two layers of urllib3 text ("HTTPSConnectionPool(...): Max
+    # retries exceeded ... (Caused by NewConnectionError(...")) and cutting that at 200 characters
+    # used to drop the one part a user needs: "Connection refused".
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cli("digest", f"127.0.0.1:{port}/app:v1")
+    lines = r.stderr.strip().splitlines()
+    assert r.code == 3 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"imgseal: error: cannot connect to registry 127.0.0.1:{port}: "), r.stderr
+    assert "Connection refused" in lines[0] and "ConnectionPool" not in lines[0], r.stderr
