@@ -69,6 +69,19 @@ def _write_temp(directory: Path, name: str, data: bytes, mode: int) -> Path:
     raise FileExistsError(errno.EEXIST, "could not create a unique temporary file", str(directory))
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise the error :func:`write_new_file` would raise for ``path``'s directory, writing nothing.
+
+    For work that cannot be undone before the file is written (a key pair made on a token):
+    a trial temporary file is created and removed, which also catches read-only mounts and ACLs.
+    """
+    target = Path(path)
+    try:
+        _write_temp(target.parent, target.name, b"", PUBLIC_MODE).unlink()
+    except OSError as e:
+        raise _write_error(target, e) from e
+
+
 def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = PRIVATE_MODE,
                    force: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically, created with ``mode``; refuse to replace it unless ``force``."""

@@ -125,7 +125,7 @@ def _generate_on_token(ref: str, kind: str, prefix: str, force: bool, output: Ou
     import keys
     from imgseal.cli._keyload import token_pin
     from imgseal.errors import UsageError
-    from keys.files import PUBLIC_MODE, key_pair_paths
+    from keys.files import PUBLIC_MODE, check_writable, key_pair_paths
     from keys.pkcs11 import generate_on_token
     from keys.pkcs11_uri import parse_pkcs11_uri
 
@@ -137,6 +137,8 @@ def _generate_on_token(ref: str, kind: str, prefix: str, force: bool, output: Ou
     if not force and os.path.lexists(public_path):
         raise UsageError(f"refusing to overwrite existing file {public_path}", hint="use --force to overwrite",
                          reason="file-exists")
+    # A pair made on the token cannot be taken back here: make sure its public half can be written first.
+    check_writable(public_path)
     made = generate_on_token(uri, kind, lambda: token_pin(uri))
     keys.write_new_file(public_path, keys.public_pem(made.public), mode=PUBLIC_MODE, force=force)
     key_uri = made.uri.redacted()

@@ -186,6 +186,24 @@ def test_generate_refuses_a_label_already_on_the_token(token: SoftHsmToken, tmp_
     assert not (tmp_path / "x.pub").exists()
 
 
+def test_generate_into_an_unwritable_place_leaves_nothing_on_the_token(token: SoftHsmToken, tmp_path: Path) -> None:
+    # The .pub is checked before the pair is made: a pair whose public half could not be written
+    # would sit on the token under that label, and every retry would be refused ("already holds").
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    import os
+
+    # root writes into a 0500 directory anyway: there only the missing directory can be tried
+    for prefix in (tmp_path / "missing" / "p", *([locked / "p"] if os.geteuid() != 0 else [])):
+        r = _imgseal("keys", "generate", "--pkcs11", token.uri("not-written"), "--output-prefix", str(prefix),
+                     env=token.env(), cwd=tmp_path)
+        assert r.returncode == 2 and "cannot write" in _one_error_line(r), r.stderr
+    r = _imgseal("keys", "generate", "--pkcs11", token.uri("not-written"), "--output-prefix", str(tmp_path / "p"),
+                 env=token.env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p.pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
 def _one_error_line(r: subprocess.CompletedProcess[str]) -> str:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("imgseal: error: "), r.stderr
