@@ -591,7 +591,8 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
     signed_count = len(times)
     because = f"; {skipped}" if skipped else ""
     if len(times) < need_signed:
-        raise VerificationError(_short_of("signed timestamp", len(times), need_signed, trust) + because,
+        raise VerificationError(_short_of("signed timestamp", len(times), need_signed, trust,
+                                          asked=thresholds.signed_timestamps is not None) + because,
                                 reason="timestamp")
 
     # Transparency log entries (SET times join the verified times).
@@ -602,14 +603,16 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
         # sigstore-go VerifyTlogEntry: a repeated entry must not count twice towards a threshold.
         raise VerificationError("bundle repeats a transparency log entry", reason="tlog")
     if len(entries) < need_tlog:
-        raise VerificationError(_short_of("transparency log entr", len(entries), need_tlog, trust),
+        raise VerificationError(_short_of("transparency log entr", len(entries), need_tlog, trust,
+                                          asked=thresholds.transparency_log is not None),
                                 reason="tlog-missing")
     for entry in entries:
         set_time = _verify_entry(entry, trust, signer, content, times)
         if set_time is not None:
             times.append(set_time)
     if len(times) < need_observer:
-        raise VerificationError(_short_of("verified time", len(times), need_observer, trust) +
+        raise VerificationError(_short_of("verified time", len(times), need_observer, trust,
+                                          asked=(thresholds.observer_timestamps or 0) >= need_observer) +
                                 " (signed timestamps and log integration times count)" + because, reason="timestamp")
 
     identity = issuer = None
@@ -642,9 +645,12 @@ def _verify(bundle: ParsedBundle, *, policy: KeylessPolicy | KeyPolicy, artifact
     )
 
 
-def _short_of(what: str, have: int, need: int, trust: TrustMaterial) -> str:
-    """A threshold's one-line failure, saying which rule set it (the trusted root, or the caller)."""
+def _short_of(what: str, have: int, need: int, trust: TrustMaterial, *, asked: bool) -> str:
+    """A threshold's one-line failure, saying which rule set it: the caller (a threshold given,
+    e.g. --tlog-threshold or --require-timestamp) or the trusted root (the default)."""
     noun = (what + ("ies" if have != 1 else "y")) if what.endswith("entr") else what + ("s" if have != 1 else "")
+    if asked:
+        return f"bundle has {have} {noun}, {need} required (as asked)"
     logs = "lists transparency logs" if trust.tlog_keys else "lists no transparency log"
     return f"bundle has {have} {noun}, {need} required (the trusted root {logs})"
 

@@ -139,6 +139,24 @@ def test_keyless_image_path_accepts_a_github_instance_shaped_bundle() -> None:
     assert info.value.reason == "payload-digest-mismatch"
 
 
+def test_a_failed_threshold_says_whether_the_root_or_the_caller_set_it() -> None:
+    bundle, root = _load("rekor2-happy-path")
+    no_log = _without_log(bundle)
+    trust = _root(root, logs=True)
+    with pytest.raises(VerificationError) as by_root:
+        verify_bundle(no_log, policy=POLICY, artifact=ARTIFACT, trusted_root=trust)
+    assert "1 required (the trusted root lists transparency logs)" in by_root.value.message
+    # Asked for (--tlog-threshold, --require-timestamp): the root's contents are not the reason.
+    with pytest.raises(VerificationError) as asked:
+        verify_bundle(no_log, policy=POLICY, artifact=ARTIFACT, trusted_root=_root(root, logs=False),
+                      thresholds=Thresholds(transparency_log=2))
+    assert asked.value.message == "bundle has 0 transparency log entries, 2 required (as asked)"
+    with pytest.raises(VerificationError) as stamps:
+        verify_bundle(json.dumps(bundle).encode(), policy=POLICY, artifact=ARTIFACT, trusted_root=trust,
+                      thresholds=Thresholds(signed_timestamps=2))
+    assert "1 signed timestamp, 2 required (as asked)" in stamps.value.message
+
+
 def test_cli_threshold_flags(tmp_path: Path) -> None:
     bundle, root = _load("rekor2-happy-path")
     (tmp_path / "b.json").write_bytes(_without_log(bundle))
