@@ -49,6 +49,7 @@ class KeyWitnessPolicy:
     require_tlog: bool = False
     require_timestamp: bool = False
     not_after: datetime | None = None
+    not_after_text: str | None = None  # as the policy wrote it, for messages (a date means its end)
 
     def __post_init__(self) -> None:
         if self.not_after is not None and self.not_after.tzinfo is None:
@@ -156,11 +157,19 @@ class KeyBundleCheck:
         if not_after is None:
             return
         if proven is None:
-            raise VerificationError(f"the key was retired at {not_after.isoformat()} and this signature has no "
-                                    "proven signing time (log entry or RFC 3161 timestamp)", reason="key-retired")
+            raise VerificationError(f"the key was retired at {not_after.isoformat()}{self._as_written()} and this "
+                                    "signature has no proven signing time (log entry or RFC 3161 timestamp)",
+                                    reason="key-retired")
         if proven >= not_after:
             raise VerificationError(f"signed at {proven.isoformat()} (proven), at or after the key's retirement "
-                                    f"{not_after.isoformat()}", reason="key-retired")
+                                    f"{not_after.isoformat()}{self._as_written()}", reason="key-retired")
+
+    def _as_written(self) -> str:
+        text = self.policy.not_after_text
+        if text is None or self.policy.not_after is None or text == self.policy.not_after.isoformat():
+            return ""
+        # A plain date (YYYY-MM-DD) retires the key at the end of that day, UTC (docs/policy.md).
+        return f" (not_after {text}: the end of that day, UTC)" if len(text) == 10 else f" (not_after {text})"
 
     def _name_of(self, key_id: str | None) -> str:
         for name, key in self.keys.items():

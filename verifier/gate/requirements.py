@@ -36,7 +36,8 @@ def key_check(keys: Sequence[PolicyKey], req: SignatureRequirement | None, trust
 
     policy = KeyWitnessPolicy() if req is None else KeyWitnessPolicy(require_tlog=req.tlog,
                                                                      require_timestamp=req.timestamp,
-                                                                     not_after=req.not_after)
+                                                                     not_after=req.not_after,
+                                                                     not_after_text=req.not_after_text)
     return KeyBundleCheck(_key_map(keys), policy, trust_loader)
 
 

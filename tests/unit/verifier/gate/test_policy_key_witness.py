@@ -56,3 +56,27 @@ def test_witness_field_errors(policy_dir: Path) -> None:
     assert "signatures.tlog" in messages and "not_after 'soon'" in messages, found
     found = issues(policy_dir, RULE.format(extra="        not_after: 2026-01-01 10:00"))
     assert any("give a time zone" in m and "not_after" in m for _, m in found), found
+
+
+def test_a_retired_key_is_reported_with_the_date_as_written(policy_dir: Path) -> None:
+    # not_after: 2026-06-30 retires the key at the end of that day: 2026-07-01T00:00Z. Reporting
+    # only the instant reads like an off-by-one; the date as written goes beside it.
+    from imgseal.errors import VerificationError
+    from verifier.gate.requirements import key_check
+
+    path = write(policy_dir, """\
+        version: 1
+        rules:
+          - name: r
+            match: ["a.io/**"]
+            require:
+              signatures: {keys: [keys/team.pub], not_after: 2026-06-30}
+        """)
+    rule = load_policy(path).rules[0]
+    assert rule.require is not None and rule.require.signatures is not None
+    check = key_check(rule.require.signatures.keys, rule.require.signatures, lambda: None)
+    with pytest.raises(VerificationError) as info:
+        check._check_not_after(dt.datetime(2026, 7, 1, 9, tzinfo=dt.UTC))
+    assert info.value.message == ("signed at 2026-07-01T09:00:00+00:00 (proven), at or after the key's retirement "
+                                  "2026-07-01T00:00:00+00:00 (not_after 2026-06-30: the end of that day, UTC)")
+    check._check_not_after(dt.datetime(2026, 6, 30, 23, 59, tzinfo=dt.UTC))  # that whole day still counts
