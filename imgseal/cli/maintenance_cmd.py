@@ -123,7 +123,7 @@ def clean(
         pinned = ref.with_digest(manifest.digest).pinned()
         plan = plan_clean(att_store, manifest.digest, kinds)
         if dry_run or not plan.targets:
-            _print_clean(pinned, plan, [], dry_run=True, output=output)
+            _print_clean(pinned, plan, [], dry_run=dry_run, output=output, every_kind=type_ == "all")
             return
         if not yes:
             if not sys.stdin.isatty():
@@ -157,7 +157,7 @@ def _print_plan_to_stderr(plan: CleanPlan) -> None:
 
 
 def _print_clean(pinned: str, plan: CleanPlan, outcomes: list[Outcome], *, dry_run: bool,
-                 output: OutputFormat, error: RegistryError | None = None) -> None:
+                 output: OutputFormat, error: RegistryError | None = None, every_kind: bool = True) -> None:
     if output is OutputFormat.json:
         result: dict[str, Any] = {"ok": error is None, "reference": pinned, "dryRun": dry_run, "notes": plan.notes}
         if error is not None:
@@ -172,9 +172,10 @@ def _print_clean(pinned: str, plan: CleanPlan, outcomes: list[Outcome], *, dry_r
     out(pinned)
     for note in plan.notes:
         err(f"imgseal: note: {note}")
+    if not plan.targets:
+        out("  (nothing attached)" if every_kind else "  (nothing attached of that type)")
+        return
     if dry_run:
-        if not plan.targets:
-            out("  (nothing attached of that type)")
         for t in plan.targets:
             out(f"  would remove {t.kind}: {t.digest} [{t.artifact_type}] via {', '.join(t.found_via)}")
         return

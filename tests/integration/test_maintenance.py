@@ -305,3 +305,12 @@ def test_clean_an_oci_layout(cli, tmp_path: Path) -> None:
     assert r.code == 0, r.stderr
     assert attach.discover(LayoutStore(tmp_path / "lay"), desc.digest) == []
     assert LayoutStore(tmp_path / "lay").has_manifest(desc.digest)
+    # Nothing left: a real run says so as a real run (not a dry run), in text and JSON alike.
+    r = cli("clean", ref, "--yes", "-o", "json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout) | {"reference": None} == {"ok": True, "reference": None, "dryRun": False,
+                                                           "notes": [], "removed": [], "refused": []}
+    r = cli("clean", ref, "--yes")
+    assert r.code == 0 and r.stdout.splitlines()[1:] == ["  (nothing attached)"], r.stdout
+    r = cli("clean", ref, "--type", "attestation", "--dry-run")
+    assert r.code == 0 and r.stdout.splitlines()[1:] == ["  (nothing attached of that type)"], r.stdout
