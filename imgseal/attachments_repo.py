@@ -34,15 +34,18 @@ if TYPE_CHECKING:
 ENV_VARIABLES: Final = ("IMGSEAL_ATTACHMENTS_REPO", "COSIGN_REPOSITORY")
 
 
-def attachments_repository(option: str | None) -> Reference | None:
+def attachments_repository(option: str | None, *, environment: bool = True) -> Reference | None:
     """The repository named by ``--attachments-repo`` or the environment, or None (beside the image).
 
     Like cosign's ``name.NewRepository``, the value is a repository: a tag or digest is an
     error rather than silently dropped, and docker's defaults apply (``docker.io``,
     ``library/``). OCI layouts are not accepted: a layout is already its own attachment store.
+    ``environment=False`` (for an OCI layout image) reads only the option: a layout carried into
+    an air-gapped site keeps its attachments inside it whatever the shell exports, as cosign's
+    ``--local-image`` ignores ``COSIGN_REPOSITORY``.
     """
     source, value = "--attachments-repo", option
-    if value is None:
+    if value is None and environment:
         for variable in ENV_VARIABLES:
             if os.environ.get(variable, "").strip():
                 source, value = f"${variable}", os.environ[variable].strip()

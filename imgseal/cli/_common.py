@@ -103,8 +103,10 @@ def open_with_attachments(factory: StoreFactory, ref: Reference | LayoutReferenc
                           attachments_repo: str | None) -> tuple[Store, Store]:
     """The image's store and the store its attachments live in (the same one unless --attachments-repo)."""
     from imgseal.attachments_repo import attachment_store, attachments_repository
+    from imgseal.reference import LayoutReference
 
-    repository = attachments_repository(attachments_repo)  # a bad value is a usage error before any network
+    # a bad value is a usage error before any network; the environment never moves a layout's attachments
+    repository = attachments_repository(attachments_repo, environment=not isinstance(ref, LayoutReference))
     image_store = factory.open(ref)
     return image_store, attachment_store(factory, image_store, repository)
 

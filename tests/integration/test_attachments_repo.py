@@ -199,3 +199,25 @@ def test_attachments_repo_with_a_referrers_api(registry, cli, tmp_path: Path) ->
         assert json.loads(r.stdout)["verified"][0]["foundVia"] == "referrers-api"
     finally:
         double.stop()
+
+
+def test_the_environment_never_moves_an_oci_layout_s_attachments(cli, tmp_path: Path) -> None:
+    # A layout is its own attachment store, carried whole into air-gapped sites: a
+    # COSIGN_REPOSITORY exported for cosign must not send its signatures to (or read them from)
+    # a registry, as cosign's --local-image ignores it too. Port 1: any registry call exits 3.
+    from tests.integration.images import layout_image
+
+    desc = layout_image(tmp_path / "lay")
+    ref = f"oci-layout:{tmp_path}/lay@{desc.digest}"
+    priv, pub, _ = make_key(tmp_path, "k")
+    elsewhere = {"COSIGN_REPOSITORY": "127.0.0.1:1/sigs", "IMGSEAL_ATTACHMENTS_REPO": "127.0.0.1:1/sigs"}
+    for env in ({**ENV, "COSIGN_REPOSITORY": elsewhere["COSIGN_REPOSITORY"]}, {**ENV, **elsewhere}):
+        r = cli("sign", ref, "--key", str(priv), env=env)
+        assert r.code == 0, r.stderr
+        r = cli("verify", ref, "--key", str(pub), env=env)
+        assert r.code == 0, r.stderr
+        r = cli("tree", ref, env=env)
+        assert r.code == 0 and "attachments in" not in r.stdout, r.stdout + r.stderr
+    # The option, given on purpose, still applies.
+    r = cli("tree", ref, "--attachments-repo", "127.0.0.1:1/sigs")
+    assert r.code == 3, r.stderr
