@@ -177,6 +177,20 @@ def verify(
         if key or threshold != 1 or annotation:
             raise UsageError("--notation takes --trust-policy and --trust-store, not --key/--threshold/-a",
                              reason="no-verifier")
+        # Flags of the other verifiers would be dropped, and one that tightens verification
+        # (--require-timestamp) must never pass unchecked: refuse them.
+        ignored = [flag for flag, given in (
+            ("--require-tlog", require_tlog), ("--require-timestamp", require_timestamp),
+            ("--trusted-root", trusted_root is not None), ("--staging", staging),
+            ("--certificate-identity", identity is not None),
+            ("--certificate-identity-regexp", identity_regexp is not None),
+            ("--certificate-oidc-issuer", issuer is not None),
+            ("--certificate-oidc-issuer-regexp", issuer_regexp is not None),
+            ("--certificate-github-workflow-*", any(v is not None for v in (gh_repository, gh_ref, gh_trigger,
+                                                                             gh_sha)))) if given]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)}: not for --notation, which verifies under its trust policy "
+                             "and trust store only", reason="no-verifier")
         ref = parse_ref(reference)
         if not isinstance(ref, Reference):
             raise UsageError("--notation verifies registry references: trust policies scope by registry/repository")

@@ -128,3 +128,15 @@ def test_cli_sign_and_verify_notation(registry, cli, tmp_path: Path) -> None:
     r = cli("verify", f"{registry.host}/notation/cli@{other.digest}", "--notation", "--trust-policy",
             str(policy_file), "--trust-store", str(trust_store), "-o", "json")
     assert r.code == 1 and json.loads(r.stdout)["reason"] == "no-signatures"
+
+
+@pytest.mark.parametrize("flags", [["--require-tlog"], ["--require-timestamp"], ["--trusted-root", "root.json"],
+                                   ["--certificate-identity", "me", "--certificate-oidc-issuer", "https://x"]])
+def test_verify_notation_refuses_flags_it_cannot_honour(cli, tmp_path: Path, flags: list[str]) -> None:
+    # --notation --require-timestamp used to pass without checking any timestamp: a flag that
+    # tightens verification must never be dropped silently. Port 1: reached only if it were.
+    ref = f"127.0.0.1:1/notation/cli@sha256:{'c' * 64}"
+    r = cli("verify", ref, "--notation", "--trust-policy", str(tmp_path / "p.json"), "--trust-store",
+            str(tmp_path), *flags)
+    lines = r.stderr.strip().splitlines()
+    assert r.code == 2 and len(lines) == 1 and flags[0] in lines[0] and "--notation" in lines[0], r.stderr
