@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from difflib import get_close_matches
-from typing import Final
+from typing import Any, Final
 
 import typer
 import typer.main
 from typer import _click as click
 from typer.core import TyperGroup
+from typer.exceptions import Abort
 
 from imgseal import __version__
 
@@ -82,6 +84,35 @@ class LazyGroup(TyperGroup):
                 rows.append((name, self.commands[name].get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        """Click's main, with its usage errors as one line: ``imgseal: error: … (see 'CMD --help')``, exit 2.
+
+        Click prints a usage error as three lines (usage, hint, a blank, ``Error: …``); every
+        other error of imgseal is one ``imgseal: error:`` line (README, "Exit codes"), and
+        scripts that read stderr should not need to know which layer refused the input.
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "imgseal"
+            message = " ".join(e.format_message().split())
+            sys.stderr.write(f"imgseal: error: {message.rstrip('.')} (see '{where} --help')\n")
+            sys.exit(e.exit_code)
+        except click.exceptions.ClickException as e:
+            sys.stderr.write(f"imgseal: error: {' '.join(e.format_message().split())}\n")
+            sys.exit(e.exit_code)
+        except Abort:
+            sys.stderr.write("imgseal: aborted\n")
+            sys.exit(1)
+        # Without standalone mode click returns an explicit Exit's code, or the callback's value.
+        sys.exit(result if isinstance(result, int) else 0)
 
     def resolve_command(self, ctx: click.Context,
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
