@@ -315,10 +315,9 @@ def put_artifact_manifest(store: Store, raw: bytes, media_type: str, *, tag: str
         code = getattr(e, "registry_code", None)
         if status is None or not 400 <= status < 500 or status in _NOT_A_REFUSAL or code in _TRANSIENT_CODES:
             raise
-        refused = ArtifactManifestRefusedError(
-            f"{store.location} refuses OCI 1.1 artifact manifests (subject, artifactType, empty config): "
-            f"{e.message}", reason="artifact-manifest-refused")
-        refused.http_status, refused.registry_code = status, code
+        summary = f"{store.location} refuses OCI 1.1 artifact manifests (HTTP {status}{' ' + code if code else ''})"
+        refused = ArtifactManifestRefusedError(f"{summary}: {e.message}", reason="artifact-manifest-refused")
+        refused.http_status, refused.registry_code, refused.summary = status, code, summary
         raise refused from e
 
 
@@ -350,16 +349,24 @@ def update_referrers_index(store: Store, subject: Digest, *, add: Sequence[Descr
     # Every artifact still has its own tag, so nothing is lost; only the shared index is stale.
 
 
-def detach(store: Store, subject: Digest, attachment: Attachment) -> None:
-    """Remove an attached artifact (used by ``--replace``)."""
+def detach(store: Store, subject: Digest, attachment: Attachment) -> bool:
+    """Remove an attached artifact (used by ``--replace``); False when the registry would not delete it.
+
+    On the tag schema the artifact leaves the shared index first. The manifest itself (and so
+    its attachment tag, or its referrers-API entry) goes only if the registry accepts DELETE:
+    some answer 405 (distribution without ``storage.delete``, several clouds), and then the
+    artifact stays discoverable, so the caller must not claim it was removed.
+    """
     if attachment.found_via in (VIA_LEGACY_SIG, VIA_LEGACY_ATT):
         raise RegistryError("legacy cosign attachments are removed layer by layer, not whole")
     if store.referrers(subject) is None:
         update_referrers_index(store, subject, remove=[attachment.digest])
     try:
         store.delete_manifest(attachment.digest)
-    except Error:
-        pass  # registries may refuse deletes; the index no longer lists it and verification re-checks anyway
+    except Error as e:
+        notice(f"{store.location} would not delete {attachment.digest} ({e.one_line()}): it stays attached")
+        return False
+    return True
 
 
 def attach_legacy(store: Store, subject: Digest, *, suffix: str, layer: Layer) -> Digest:

@@ -126,6 +126,8 @@ class ArtifactManifestRefusedError(RegistryError):
     """
 
     default_reason = "artifact-manifest-refused"
+    #: "<registry/repo> refuses OCI 1.1 artifact manifests (HTTP 405 UNSUPPORTED)", for notices.
+    summary: str = "the registry refuses OCI 1.1 artifact manifests"
 
 
 # --- exit 4: key material ---------------------------------------------------------------

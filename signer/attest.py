@@ -263,8 +263,7 @@ def remove_earlier(
             continue
         verdicts = [_bundle_is_ours(store, layer, predicate_type, subject, ours)
                     for layer in att.manifest.layers if layer.media_type in BUNDLE_MEDIA_TYPES]
-        if verdicts and all(verdicts):
-            attach.detach(store, subject, att)
+        if verdicts and all(verdicts) and attach.detach(store, subject, att):
             removed.append(str(att.digest))
     return tuple(removed)
 

@@ -68,7 +68,7 @@ def bundle_or_legacy(fmt: str, bundle: Callable[[], T], legacy: Callable[[], T] 
         if fmt == "bundle":
             e.hint = f"--format legacy writes cosign's {legacy_tag} tag, which needs no OCI 1.1 support"
             raise
-        notice(f"{e.message.split(':', 1)[0]}: wrote cosign's legacy {legacy_tag} format instead (as --format legacy; "
+        notice(f"{e.summary}: wrote cosign's legacy {legacy_tag} format instead (as --format legacy would; "
                "--format bundle fails instead)")
         return legacy()
 

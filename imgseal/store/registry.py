@@ -161,7 +161,7 @@ def connection_problem(e: BaseException) -> tuple[str, bool]:
         if isinstance(x, ssl.SSLCertVerificationError):
             return f"TLS: certificate not trusted ({x.verify_message or 'verification failed'})", False
         if isinstance(x, ssl.SSLError):
-            return f"TLS: {x.reason or x.__class__.__name__}", False
+            return f"TLS: {getattr(x, 'reason', None) or _short(x)}", False
         if isinstance(x, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
             return "connection reset", True
         if isinstance(x, TimeoutError):
@@ -468,7 +468,11 @@ class RegistryClient:
         if resp is not None:
             after = _retry_after(resp)
             if after is not None:
-                delay = min(max(delay, after), opts.backoff_max)
+                if after > opts.backoff_max:
+                    # Asking again before the registry's Retry-After (Docker Hub sends hours when the
+                    # pull limit is spent) only earns another 429: give up now and say when.
+                    return False
+                delay = max(delay, after)
         if time.monotonic() - started + delay > opts.retry_budget:
             return False
         log.debug("retrying in %.2fs (attempt %d)", delay, attempt + 1)
