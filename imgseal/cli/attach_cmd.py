@@ -126,6 +126,7 @@ def copy(
         if isinstance(manifest, ImageIndex):
             subjects += list(manifest.manifests)
         copied = 0
+        refused: list[ArtifactManifestRefusedError] = []
         for subject in subjects:
             if "none" in kinds:
                 break
@@ -135,11 +136,18 @@ def copy(
                     try:
                         attach.copy_attachment(src_attachments, dst, subject, att)
                     except ArtifactManifestRefusedError as e:
-                        # A bundle cannot become a legacy signature without signing again.
-                        e.hint = (f"{dst_ref.name} can hold cosign's legacy .sig/.att only: copy with --only none "
-                                  "and sign there with --format legacy")
-                        raise
+                        # The legacy .sig/.att still fit such a registry: copy them, then say what did not.
+                        refused.append(e)
+                        continue
                     copied += 1
+        if refused:
+            # A bundle cannot become a legacy signature without signing again.
+            first = refused[0]
+            raise ArtifactManifestRefusedError(
+                f"copied the image and {copied} attachment(s), but not {len(refused)} OCI 1.1 artifact(s): "
+                f"{first.summary}", reason="artifact-manifest-refused",
+                hint=f"{dst_ref.name} holds cosign's legacy .sig/.att only: copy with --only none, or keep the "
+                     "legacy attachments copied here, and sign there with --format legacy")
         pinned = dst_ref.with_digest(manifest.digest).pinned()
         if output is OutputFormat.json:
             emit_json({"ok": True, "reference": pinned, "attachments": copied})

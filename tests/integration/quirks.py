@@ -195,8 +195,10 @@ def _pull_only_token(proxy: FaultProxy) -> None:
 
 # -- the profiles ---------------------------------------------------------------------------------
 
-WRITES = ("sign", "sign --format bundle", "sign --format legacy", "attest")
-REFUSED_BUNDLE = {"sign --format bundle": ("refuses OCI 1.1 artifact manifests", "--format legacy")}
+WRITES = ("sign", "sign --format bundle", "sign --format legacy", "attest", "copy in")
+REFUSED_BUNDLE = {"sign --format bundle": ("refuses OCI 1.1 artifact manifests", "--format legacy"),
+                  "copy in": ("copied the image and 1 attachment(s), but not 2", "refuses OCI 1.1 artifact manifests",
+                              "--format legacy")}
 
 PROFILES: list[Profile] = [
     Profile("distribution", "distribution 2.8/3.x, GHCR: no referrers API (404 page not found)",

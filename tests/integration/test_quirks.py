@@ -39,7 +39,7 @@ pytestmark = pytest.mark.registry
 
 PASSWORD = "quirks-pass"
 OPS = ("sign", "sign --format bundle", "sign --format legacy", "attest", "verify", "verify-attestation", "tree",
-       "copy", "gate")
+       "copy", "copy in", "gate")
 TABLE: dict[tuple[str, str], str] = {}
 
 
@@ -85,6 +85,14 @@ class Keys:
 
 
 @dataclass
+class Source:
+    """An OCI layout holding an image with a bundle signature, a legacy signature and a bundle attestation."""
+
+    path: Path
+    digest: Digest
+
+
+@dataclass
 class Site:
     """One profile: its front, its image (with a seeded signature and attestation) and scratch space."""
 
@@ -94,6 +102,7 @@ class Site:
     digest: Digest
     work: Path
     keys: Keys
+    source: Source
 
     @property
     def ref(self) -> str:
@@ -122,6 +131,7 @@ def sites(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     made: dict[str, Site] = {}
     doubles: list[ReferrersDouble] = []
     keys = Keys(tmp_path_factory.mktemp("quirk-keys"))
+    source = _source(tmp_path_factory.mktemp("quirk-source") / "layout", keys)
 
     def site(name: str) -> Site:
         if name in made:
@@ -137,7 +147,7 @@ def sites(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         profile.install(proxy)
         repo = f"quirks/{name}"
         desc = push_image(upstream, repo, content=name.encode())
-        s = Site(profile, proxy, repo, desc.digest, tmp_path_factory.mktemp(name), keys)
+        s = Site(profile, proxy, repo, desc.digest, tmp_path_factory.mktemp(name), keys, source)
         _seed(s, upstream)
         made[name] = s
         return s
@@ -152,6 +162,20 @@ def sites(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         print("\n| profile | " + " | ".join(OPS) + " |\n|---|" + "---|" * len(OPS))
         for p in profiles:
             print(f"| {p} | " + " | ".join(TABLE.get((p, op), "·") for op in OPS) + " |")
+
+
+def _source(path: Path, keys: Keys) -> Source:
+    from imgseal.store.layout import LayoutStore
+    from tests.integration.images import layout_image
+
+    desc = layout_image(path, content=b"copied in")
+    store = LayoutStore(path)
+    key = keys.key("seed")
+    name = "registry.example/quirks/source"
+    sign_with_key(store, name, desc, key, fmt="bundle")
+    sign_with_key(store, name, desc, key, fmt="legacy")
+    attest(store, name, desc, "https://example.com/quirks/v1", {"seeded": True}, key=key)
+    return Source(path, desc.digest)
 
 
 def _gate_files(site: Site, pub: Path) -> tuple[Path, Path]:
@@ -212,6 +236,16 @@ def perform(site: Site, op: str) -> tuple[Ran, Ran | None]:
         r = run("copy", ref, f"oci-layout:{layout}", "-o", "json")
         back = run("verify", f"oci-layout:{layout}@{site.digest}", "--key", str(seed_pub)) if r.code == 0 else None
         return r, back
+    if op == "copy in":
+        target = f"{site.proxy.host}/{site.repo}-in"
+        r = run("copy", f"oci-layout:{site.source.path}@{site.source.digest}", f"{target}:v1", "-o", "json")
+        back = None
+        if r.code == 0:
+            back = run("verify-attestation", f"{target}@{site.source.digest}", "--type",
+                       "https://example.com/quirks/v1", "--key", str(seed_pub))
+            if back.code == 0:
+                back = run("verify", f"{target}@{site.source.digest}", "--key", str(seed_pub), "--threshold", "1")
+        return r, back
     if op == "gate":
         policy, deploy = _gate_files(site, seed_pub)
         return run("gate", "--policy", str(policy), str(deploy), "--no-cache"), None
@@ -231,8 +265,8 @@ def test_profile_operation(sites, profile: str, op: str) -> None:  # type: ignor
         if op == "tree":
             kinds = {a["kind"] for a in json.loads(r.stdout)["attachments"]}
             assert kinds >= {"signature", "attestation"}, r.stdout
-        if op == "copy":
-            assert json.loads(r.stdout)["attachments"] >= 2, r.stdout
+        if op in ("copy", "copy in"):
+            assert json.loads(r.stdout)["attachments"] >= (2 if op == "copy" else 3), r.stdout
         return
     TABLE[(profile, op)] = "exit 3" if r.code == 3 else f"exit {r.code} (!)"
     errors = [line for line in r.stderr.splitlines() if line.startswith("imgseal: error:")]
@@ -426,3 +460,31 @@ def test_bare_fallback_index_entries_still_verify(registry, tmp_path: Path) -> N
             "-o", "json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["verified"][0]["foundVia"] == "referrers-tag-index"
+
+
+def test_copy_into_a_refusing_registry_keeps_what_fits(sites) -> None:  # type: ignore[no-untyped-def]
+    site: Site = sites("refuses-subject")
+    target = f"{site.proxy.host}/{site.repo}-kept"
+    r = run("copy", f"oci-layout:{site.source.path}@{site.source.digest}", f"{target}:v1")
+    assert r.code == 3 and "but not 2 OCI 1.1 artifact(s)" in r.stderr, r.stderr
+    # The image and its legacy .sig arrived and verify there; the bundles are named as not copied.
+    v = run("verify", f"{target}@{site.source.digest}", "--key", str(site.keys.make("seed")[1]), "-o", "json")
+    assert v.code == 0, v.stderr
+    assert {x["foundVia"] for x in json.loads(v.stdout)["verified"]} == {"cosign-sig-tag"}
+
+
+def test_keyless_signing_falls_back_to_a_legacy_layer_that_verifies(sites, cli, sigstore_rig) -> None:  # type: ignore[no-untyped-def]
+    """Keyless with no --format on a registry refusing subject: the legacy .sig layer carries the
+    certificate, chain and Rekor bundle annotations and verifies offline."""
+    from tests.integration.sigstore_rig import DEFAULT_ISSUER
+    from tests.integration.test_keyless_legacy import ALICE, NO_AMBIENT
+
+    site: Site = sites("refuses-artifact-type")
+    r = cli("sign", site.ref, "--keyless", "--trust-config", str(sigstore_rig.trust_config_path),
+            "--identity-token", sigstore_rig.mint_token(ALICE), "-o", "json", env=NO_AMBIENT)
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["signed"][0]["format"] == "legacy" and "imgseal: notice:" in r.stderr
+    v = cli("verify", site.ref, "--certificate-identity", ALICE, "--certificate-oidc-issuer", DEFAULT_ISSUER,
+            "--trusted-root", str(sigstore_rig.trusted_root_path), "-o", "json")
+    assert v.code == 0, v.stderr
+    assert [x["foundVia"] for x in json.loads(v.stdout)["verified"]] == ["cosign-sig-tag"]

@@ -22,7 +22,7 @@ import urllib3.exceptions
 from imgseal.errors import NetworkError
 from imgseal.store.registry import RegistryClient, RegistryOptions, connection_problem
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _closed_port() -> int:
