@@ -458,7 +458,7 @@ class RegistryClient:
             if resp.status_code in RETRY_STATUS and retry and self._may_retry(attempt, started, resp):
                 resp.close()
                 continue
-            raise self._error_for(resp, method, url)
+            raise self._error_for(resp, method, url, attempts=attempt)
 
     def _may_retry(self, attempt: int, started: float, resp: requests.Response | None) -> bool:
         opts = self.options
@@ -501,7 +501,7 @@ class RegistryClient:
             url = target
         raise RegistryError(f"too many redirects from {self.host}")
 
-    def _error_for(self, resp: requests.Response, method: str, url: str) -> Error:
+    def _error_for(self, resp: requests.Response, method: str, url: str, *, attempts: int = 1) -> Error:
         code, message = _registry_error(resp)
         where = f"{method} {_path_only(url)}"
         resp.close()
@@ -522,7 +522,8 @@ class RegistryClient:
             after = resp.headers.get("Retry-After")
             detail = ", ".join(p for p in (limits, f"Retry-After {after} s" if after else "") if p)
             error = RegistryError(f"{where}: registry {self.host} rate-limits this client ({message}"
-                                  f"{'; ' + detail if detail else ''})",
+                                  f"{'; ' + detail if detail else ''})"
+                                  f"{f', still after retries ({attempts} attempts)' if attempts > 1 else ''}",
                                   hint="wait and run again, or log in (docker login) for a higher limit",
                                   reason="rate-limited")
         elif resp.status_code in RETRY_STATUS:
