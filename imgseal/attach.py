@@ -191,6 +191,13 @@ def find_attachments(store: Store, subject: Digest, *, artifact_type: str | None
     if native is not None:
         for desc in native:
             add(desc.digest, VIA_REFERRERS_API)
+        if not native:
+            # An empty answer may come from a registry that answers /referrers without indexing
+            # anything (sigstore-js #1187; imgseal then also writes the tag schema, see
+            # _store_referrer), or one that gained the API after clients wrote fallback
+            # indexes: one GET of the sha256-<hex> index covers both.
+            for desc in _read_referrers_index(store, subject) or []:
+                add(desc.digest, VIA_REFERRERS_TAG)
     else:
         index = _read_referrers_index(store, subject)
         if index is None:
@@ -286,13 +293,29 @@ def attach(
                          artifact_type=artifact_type, annotations=annotations)
     digest = Digest.of(raw)
     desc = Descriptor(OCI_MANIFEST, digest, len(raw), dict(annotations or {}), artifact_type)
-    if store.referrers(subject.digest) is not None:
-        put_artifact_manifest(store, raw, OCI_MANIFEST)
-        return desc
-    # Tag schema: the artifact's own tag first (this alone keeps it discoverable), then the shared index.
-    put_artifact_manifest(store, raw, OCI_MANIFEST, tag=attachment_tag(subject.digest, digest))
-    update_referrers_index(store, subject.digest, add=[desc])
+    _store_referrer(store, subject.digest, raw, OCI_MANIFEST, desc)
     return desc
+
+
+def _store_referrer(store: Store, subject: Digest, raw: bytes, media_type: str, desc: Descriptor) -> None:
+    """Push a referrer manifest: by digest where the referrers API lists it, else under the tag schema.
+
+    After a push through the API the listing is read back: some registries answer 200 on
+    ``/referrers`` without indexing what is pushed (sigstore-js #1187), and a signature the
+    API never lists would be signed but never found. The tag schema is then written too,
+    and :func:`find_attachments` reads the ``sha256-<hex>`` index where the API lists nothing.
+    """
+    if store.referrers(subject) is not None:
+        put_artifact_manifest(store, raw, media_type)
+        listed = store.referrers(subject)
+        if listed is None or desc.digest in {d.digest for d in listed}:
+            return
+        notice(f"the referrers API of {store.location} does not list {desc.digest} just pushed with its subject "
+               "(as sigstore-js #1187 saw): wrote the referrers tag schema too, which imgseal reads where the API "
+               "lists nothing")
+    # Tag schema: the artifact's own tag first (this alone keeps it discoverable), then the shared index.
+    put_artifact_manifest(store, raw, media_type, tag=attachment_tag(subject, desc.digest))
+    update_referrers_index(store, subject, add=[desc])
 
 
 # Answers to a manifest PUT that are about the registry, not the request being malformed or racing.
@@ -444,8 +467,4 @@ def copy_attachment(src: Store, dst: Store, subject: Descriptor, att: Attachment
         return
     desc = Descriptor(att.manifest.media_type, att.manifest.digest, len(raw), dict(att.manifest.annotations),
                       att.artifact_type)
-    if dst.referrers(subject.digest) is not None:
-        put_artifact_manifest(dst, raw, att.manifest.media_type)
-        return
-    put_artifact_manifest(dst, raw, att.manifest.media_type, tag=attachment_tag(subject.digest, att.manifest.digest))
-    update_referrers_index(dst, subject.digest, add=[desc])
+    _store_referrer(dst, subject.digest, raw, att.manifest.media_type, desc)

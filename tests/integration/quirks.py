@@ -80,6 +80,13 @@ def _referrers_status(code: int) -> Callable[[FaultProxy], None]:
     return install
 
 
+def _referrers_false_200(proxy: FaultProxy) -> None:
+    empty = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": []}).encode()
+    proxy.add(match("GET", r"/referrers/"), Status(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"},
+                                                   empty))
+
+
 def _gitlab_digest_tag(proxy: FaultProxy) -> None:
     """GET/HEAD ``manifests/sha256-<hex>`` answers the manifest ``sha256:<hex>`` (the subject itself).
 
@@ -211,6 +218,8 @@ PROFILES: list[Profile] = [
             "notation #659 (only 404 is 'no API' in the spec; registries answer others)", _referrers_status(405)),
     Profile("referrers-406", "a referrers endpoint answering 406 Not Acceptable",
             "notation #659; issue 13's measurement (sign exited 3 'answered UNSUPPORTED')", _referrers_status(406)),
+    Profile("referrers-false-200", "a referrers endpoint answering 200 with an empty index, indexing nothing",
+            "sigstore-js #1187 ('some registries will return a false 200 response')", _referrers_false_200),
     Profile("gitlab-digest-tag", "GitLab: sha256-<hex> resolves to the manifest sha256:<hex> itself",
             "oras-go #1396, oras #2148 (registry.gitlab.com, 2026)", _gitlab_digest_tag),
     Profile("oci-subject-without-api", "AWS ECR (2024): OCI-Subject on subject PUTs without a referrers API",

@@ -488,3 +488,15 @@ def test_keyless_signing_falls_back_to_a_legacy_layer_that_verifies(sites, cli, 
             "--trusted-root", str(sigstore_rig.trusted_root_path), "-o", "json")
     assert v.code == 0, v.stderr
     assert [x["foundVia"] for x in json.loads(v.stdout)["verified"]] == ["cosign-sig-tag"]
+
+
+def test_a_referrers_api_that_lists_nothing_gets_the_tag_schema_too(sites, registry) -> None:  # type: ignore[no-untyped-def]
+    """sigstore-js #1187: a 200 from /referrers proved nothing there; a signature pushed only by digest
+    would be signed and never found. The listing is read back after the push."""
+    site: Site = sites("referrers-false-200")
+    priv, pub = site.keys.make("false-200")
+    r = run("sign", site.ref, "--key", str(priv), "--format", "bundle")
+    assert r.code == 0 and "does not list" in r.stderr and "tag schema too" in r.stderr, r.stderr
+    assert site.digest.tag_form in registry_store(registry.host, site.repo).list_tags()
+    v = run("verify", site.ref, "--key", str(pub), "-o", "json")
+    assert v.code == 0 and json.loads(v.stdout)["verified"][0]["foundVia"] == "referrers-tag-index", v.stderr
