@@ -18,10 +18,28 @@ Where things go (image-spec / distribution-spec v1.1, cosign's formats, REFERENC
 Ordering: blobs first, then the manifest, then the tags/index that point at it. A run
 killed at any step leaves either nothing visible or a complete artifact, never a
 half-attached signature.
+
+Registries as they are (docs/registries.md has the profile matrix):
+
+- **no or a refusing referrers API** (404, 405, 406 …): the tag schema
+  (:meth:`RegistryStore.referrers` decides; ``--referrers-mode`` overrides);
+- **tag listing denied** (pull-only tokens on some clouds): discovery reads the
+  ``sha256-<hex>`` index and the legacy tags only, and says so (:attr:`Discovery.notes`);
+- **the referrers tag aliases the subject** (GitLab resolves ``sha256-<hex>`` to the
+  manifest ``sha256:<hex>``, oras-go #1396): what comes back is the image, not an index:
+  it is never read as referrers and never written over; the attachment tags carry
+  discovery there;
+- **OCI 1.1 artifact manifests refused** (AWS ECR: 405 UNSUPPORTED for ``subject`` /
+  ``artifactType``, aws/containers-roadmap #2783): :class:`ArtifactManifestRefusedError`,
+  on which signers fall back to the legacy format when no format was asked for;
+- **fallback indexes without ``artifactType``/annotations** (cosign 3.0.x, cosign #4641):
+  nothing is taken from an index entry but the digest; each manifest is fetched and judged
+  by its own fields.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -30,7 +48,15 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from imgseal.digest import Digest
-from imgseal.errors import Error, InvalidInputError, NotFoundError, RegistryError
+from imgseal.errors import (
+    ArtifactManifestRefusedError,
+    AuthError,
+    Error,
+    InvalidInputError,
+    NotFoundError,
+    RegistryError,
+    UndecidableError,
+)
 from imgseal.manifest import (
     EMPTY_DESCRIPTOR,
     EMPTY_JSON,
@@ -44,7 +70,10 @@ from imgseal.manifest import (
     build_manifest,
     canonical_json,
 )
+from imgseal.notice import notice
 from imgseal.store.base import Store
+
+log = logging.getLogger("imgseal.attach")
 
 BUNDLE_V03: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SIMPLESIGNING: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -108,19 +137,37 @@ def legacy_tag(subject: Digest, suffix: str) -> str:
     return f"{subject.tag_form}.{suffix}"
 
 
+@dataclass
+class Discovery:
+    """What :func:`find_attachments` found, and what it could not look at (one line each)."""
+
+    attachments: list[Attachment]
+    notes: list[str] = field(default_factory=list)
+
+
 # -- discovery ---------------------------------------------------------------------------
 
 
 def discover(store: Store, subject: Digest, *, artifact_type: str | None = None,
              include_legacy: bool = True, limit: int = MAX_ATTACHMENTS) -> list[Attachment]:
+    """Every artifact attached to ``subject`` (see :func:`find_attachments`)."""
+    return find_attachments(store, subject, artifact_type=artifact_type, include_legacy=include_legacy,
+                            limit=limit).attachments
+
+
+def find_attachments(store: Store, subject: Digest, *, artifact_type: str | None = None,
+                     include_legacy: bool = True, limit: int = MAX_ATTACHMENTS) -> Discovery:
     """Every artifact attached to ``subject``: referrers (API or tag schema and attachment tags), then legacy tags.
 
     Each returned manifest was fetched by digest (bytes checked) and names ``subject`` as
     its subject — except legacy cosign images, which have no subject and are found by tag.
     More than ``limit`` candidates is refused (a flooding attacker must not make
-    verification unbounded).
+    verification unbounded). Sources that could not be read (tag listing denied, a
+    referrers tag that aliases the image) are named in :attr:`Discovery.notes`; they are
+    also logged (``--debug``).
     """
     found: dict[Digest, Attachment] = {}
+    notes: list[str] = []
 
     def add(desc_digest: Digest, via: str, tag: str | None = None, manifest: ImageManifest | None = None) -> None:
         if desc_digest in found:
@@ -144,12 +191,31 @@ def discover(store: Store, subject: Digest, *, artifact_type: str | None = None,
     if native is not None:
         for desc in native:
             add(desc.digest, VIA_REFERRERS_API)
+        if not native:
+            # An empty answer may come from a registry that answers /referrers without indexing
+            # anything (sigstore-js #1187; imgseal then also writes the tag schema, see
+            # _store_referrer), or one that gained the API after clients wrote fallback
+            # indexes: one GET of the sha256-<hex> index covers both.
+            for desc in _read_referrers_index(store, subject) or []:
+                add(desc.digest, VIA_REFERRERS_TAG)
     else:
-        for desc in _read_referrers_index(store, subject):
+        index = _read_referrers_index(store, subject)
+        if index is None:
+            notes.append(_alias_note(store, subject))
+        for desc in index or []:
             add(desc.digest, VIA_REFERRERS_TAG)
         known_prefixes = {d.hex[:32] for d in found}
         prefix = subject.tag_form + "."
-        for tag in store.list_tags():
+        try:
+            tags = store.list_tags()
+        except AuthError as e:
+            # Pull-only tokens on some registries may read manifests but not list tags: the
+            # shared index and the legacy tags are read by name; the attachment tags are not.
+            tags = []
+            notes.append(f"tag listing denied by {store.location} ({e.http_status or 'auth'}): read only the "
+                         f"referrers index {referrers_tag(subject)} and cosign's legacy tags, not imgseal's "
+                         "per-artifact tags")
+        for tag in tags:
             m = _ATTACHMENT_TAG.fullmatch(tag)
             if not tag.startswith(prefix) or m is None or m.group(3) in known_prefixes:
                 continue
@@ -167,7 +233,9 @@ def discover(store: Store, subject: Digest, *, artifact_type: str | None = None,
                     raise InvalidInputError(f"{legacy_tag(subject, suffix)} holds {len(legacy.layers)} layers, over "
                                             f"the limit of {limit}", reason="too-many-attachments")
                 found[legacy.digest] = Attachment(legacy, via, legacy_tag(subject, suffix))
-    return list(found.values())
+    for note in notes:
+        log.debug("discovery of %s: %s", subject, note)
+    return Discovery(list(found.values()), notes)
 
 
 def _get_optional(store: Store, tag: str) -> ImageManifest | ImageIndex | None:
@@ -177,13 +245,26 @@ def _get_optional(store: Store, tag: str) -> ImageManifest | ImageIndex | None:
         return None
 
 
-def _read_referrers_index(store: Store, subject: Digest) -> list[Descriptor]:
+def _read_referrers_index(store: Store, subject: Digest) -> list[Descriptor] | None:
+    """The entries of the ``sha256-<hex>`` index; ``[]`` when there is none; None when the tag aliases the subject.
+
+    GitLab's registry resolves ``sha256-<hex>`` as if it were the digest ``sha256:<hex>``
+    and answers the image itself (oras-go #1396): a multi-arch image's children would then
+    look like its referrers. Bytes that hash to the subject are the subject, never an index.
+    """
     index = _get_optional(store, referrers_tag(subject))
     if index is None:
         return []
+    if index.digest == subject:
+        return None
     if not isinstance(index, ImageIndex):
         raise InvalidInputError(f"tag {referrers_tag(subject)} does not hold an image index")
     return list(index.manifests)
+
+
+def _alias_note(store: Store, subject: Digest) -> str:
+    return (f"{store.location} answers the tag {referrers_tag(subject)} with the image {subject} itself (it reads "
+            "the tag as a digest): there is no referrers index there; imgseal's per-artifact tags carry discovery")
 
 
 # -- attaching ---------------------------------------------------------------------------
@@ -212,13 +293,55 @@ def attach(
                          artifact_type=artifact_type, annotations=annotations)
     digest = Digest.of(raw)
     desc = Descriptor(OCI_MANIFEST, digest, len(raw), dict(annotations or {}), artifact_type)
-    if store.referrers(subject.digest) is not None:
-        store.put_manifest(raw, OCI_MANIFEST)
-        return desc
-    # Tag schema: the artifact's own tag first (this alone keeps it discoverable), then the shared index.
-    store.put_manifest(raw, OCI_MANIFEST, tag=attachment_tag(subject.digest, digest))
-    update_referrers_index(store, subject.digest, add=[desc])
+    _store_referrer(store, subject.digest, raw, OCI_MANIFEST, desc)
     return desc
+
+
+def _store_referrer(store: Store, subject: Digest, raw: bytes, media_type: str, desc: Descriptor) -> None:
+    """Push a referrer manifest: by digest where the referrers API lists it, else under the tag schema.
+
+    After a push through the API the listing is read back: some registries answer 200 on
+    ``/referrers`` without indexing what is pushed (sigstore-js #1187), and a signature the
+    API never lists would be signed but never found. The tag schema is then written too,
+    and :func:`find_attachments` reads the ``sha256-<hex>`` index where the API lists nothing.
+    """
+    if store.referrers(subject) is not None:
+        put_artifact_manifest(store, raw, media_type)
+        listed = store.referrers(subject)
+        if listed is None or desc.digest in {d.digest for d in listed}:
+            return
+        notice(f"the referrers API of {store.location} does not list {desc.digest} just pushed with its subject "
+               "(as sigstore-js #1187 saw): wrote the referrers tag schema too, which imgseal reads where the API "
+               "lists nothing")
+    # Tag schema: the artifact's own tag first (this alone keeps it discoverable), then the shared index.
+    put_artifact_manifest(store, raw, media_type, tag=attachment_tag(subject, desc.digest))
+    update_referrers_index(store, subject, add=[desc])
+
+
+# Answers to a manifest PUT that are about the registry, not the request being malformed or racing.
+_NOT_A_REFUSAL: Final = frozenset({401, 403, 429})
+_TRANSIENT_CODES: Final = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
+
+
+def put_artifact_manifest(store: Store, raw: bytes, media_type: str, *, tag: str | None = None) -> Digest:
+    """PUT an OCI 1.1 artifact manifest; a registry's refusal of the format is :class:`ArtifactManifestRefusedError`.
+
+    Registries without OCI 1.1 support refuse ``subject``/``artifactType``/empty-config
+    manifests with a 4xx: AWS ECR 405 UNSUPPORTED (aws/containers-roadmap #2783), others 400
+    MANIFEST_INVALID or 415, Docker Hub once 404 (docker/hub-feedback #2307). The caller
+    decides whether cosign's legacy format is an acceptable substitute.
+    """
+    try:
+        return store.put_manifest(raw, media_type, tag=tag)
+    except UndecidableError as e:
+        status = e.http_status
+        code = getattr(e, "registry_code", None)
+        if status is None or not 400 <= status < 500 or status in _NOT_A_REFUSAL or code in _TRANSIENT_CODES:
+            raise
+        summary = f"{store.location} refuses OCI 1.1 artifact manifests (HTTP {status}{' ' + code if code else ''})"
+        refused = ArtifactManifestRefusedError(f"{summary}: {e.message}", reason="artifact-manifest-refused")
+        refused.http_status, refused.registry_code, refused.summary = status, code, summary
+        raise refused from e
 
 
 def update_referrers_index(store: Store, subject: Digest, *, add: Sequence[Descriptor] = (),
@@ -232,27 +355,41 @@ def update_referrers_index(store: Store, subject: Digest, *, add: Sequence[Descr
     removed = set(remove)
     for attempt in range(INDEX_WRITE_ATTEMPTS):
         current = _read_referrers_index(store, subject)
+        if current is None:
+            # The tag aliases the image (GitLab, oras-go #1396): a PUT there would be read as a
+            # write to the image's own digest. Never write it; the attachment tags suffice.
+            notice(_alias_note(store, subject).replace("there is no referrers index there", "the shared index "
+                                                       "is not written (cosign and ORAS read only that index)"))
+            return
         have = {d.digest for d in current}
         merged = [d for d in current if d.digest not in removed] + [d for d in add if d.digest not in have]
         if len(merged) != len(current) or any(d.digest in removed for d in current):
             store.put_manifest(build_index(merged), OCI_INDEX, tag=tag)
-        check = {d.digest for d in _read_referrers_index(store, subject)}
+        check = {d.digest for d in _read_referrers_index(store, subject) or []}
         if all(d.digest in check for d in add) and not (check & removed):
             return
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
     # Every artifact still has its own tag, so nothing is lost; only the shared index is stale.
 
 
-def detach(store: Store, subject: Digest, attachment: Attachment) -> None:
-    """Remove an attached artifact (used by ``--replace``)."""
+def detach(store: Store, subject: Digest, attachment: Attachment) -> bool:
+    """Remove an attached artifact (used by ``--replace``); False when the registry would not delete it.
+
+    On the tag schema the artifact leaves the shared index first. The manifest itself (and so
+    its attachment tag, or its referrers-API entry) goes only if the registry accepts DELETE:
+    some answer 405 (distribution without ``storage.delete``, several clouds), and then the
+    artifact stays discoverable, so the caller must not claim it was removed.
+    """
     if attachment.found_via in (VIA_LEGACY_SIG, VIA_LEGACY_ATT):
         raise RegistryError("legacy cosign attachments are removed layer by layer, not whole")
     if store.referrers(subject) is None:
         update_referrers_index(store, subject, remove=[attachment.digest])
     try:
         store.delete_manifest(attachment.digest)
-    except Error:
-        pass  # registries may refuse deletes; the index no longer lists it and verification re-checks anyway
+    except Error as e:
+        notice(f"{store.location} would not delete {attachment.digest} ({e.one_line()}): it stays attached")
+        return False
+    return True
 
 
 def attach_legacy(store: Store, subject: Digest, *, suffix: str, layer: Layer) -> Digest:
@@ -330,8 +467,4 @@ def copy_attachment(src: Store, dst: Store, subject: Descriptor, att: Attachment
         return
     desc = Descriptor(att.manifest.media_type, att.manifest.digest, len(raw), dict(att.manifest.annotations),
                       att.artifact_type)
-    if dst.referrers(subject.digest) is not None:
-        dst.put_manifest(raw, att.manifest.media_type)
-        return
-    dst.put_manifest(raw, att.manifest.media_type, tag=attachment_tag(subject.digest, att.manifest.digest))
-    update_referrers_index(dst, subject.digest, add=[desc])
+    _store_referrer(dst, subject.digest, raw, att.manifest.media_type, desc)

@@ -86,6 +86,8 @@ class UndecidableError(Error):
 
     exit_code = 3
     default_reason = "undecidable"
+    #: The HTTP status of the registry answer behind this error, when there was one.
+    http_status: int | None = None
 
 
 class RegistryError(UndecidableError):
@@ -112,6 +114,20 @@ class NotFoundError(UndecidableError):
     """The manifest, blob or tag does not exist."""
 
     default_reason = "not-found"
+
+
+class ArtifactManifestRefusedError(RegistryError):
+    """The registry refused an OCI 1.1 artifact manifest (one with ``subject``, ``artifactType`` or an empty config).
+
+    Registries without OCI 1.1 support answer such a PUT with 400/404/405/415 (AWS ECR:
+    405 UNSUPPORTED, aws/containers-roadmap #2783; Docker Hub once: 404, docker/hub-feedback
+    #2307). cosign's legacy ``.sig``/``.att`` images need none of those fields, so signers
+    fall back to them when the user did not ask for a format.
+    """
+
+    default_reason = "artifact-manifest-refused"
+    #: "<registry/repo> refuses OCI 1.1 artifact manifests (HTTP 405 UNSUPPORTED)", for notices.
+    summary: str = "the registry refuses OCI 1.1 artifact manifests"
 
 
 # --- exit 4: key material ---------------------------------------------------------------

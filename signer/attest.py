@@ -45,7 +45,7 @@ from imgseal.manifest import OCI_CONFIG, OCI_MANIFEST, Descriptor, ImageManifest
 from imgseal.payloads import BUNDLE_MEDIA_TYPES, BUNDLE_PREDICATE_ANNOTATION, summarise_bundle
 from imgseal.store.base import Store
 from keys import PrivateKey, PublicKey, sign, verify
-from signer.image import attach_bundle, key_dsse_bundle
+from signer.image import attach_bundle, bundle_or_legacy, check_format, key_dsse_bundle
 
 if TYPE_CHECKING:
     from signer.witness import Witness
@@ -93,6 +93,8 @@ class BundleOwnership:
 Ownership = OwnershipCheck | BundleOwnership
 
 Format = Literal["bundle", "legacy"]
+# What one write produced: format, artifact, digest to keep on --replace, the new referrer's digest.
+_Written = tuple[Format, str, Digest, Digest | None]
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def attest(
     *,
     signer: BundleSigner | None = None,
     key: PrivateKey | None = None,
-    fmt: Format = "bundle",
+    fmt: str = "auto",
     replace: Ownership | None = None,
     bundle_limit: int | None = None,
     witness: Witness | None = None,
@@ -179,8 +181,10 @@ def attest(
 
     ``predicate_type`` may be a short alias; it is resolved to its URI. For ``fmt="bundle"``
     give ``signer`` (or ``key``, which makes :func:`key_bundle_signer`); ``fmt="legacy"``
-    needs ``key``. With ``replace``, earlier attestations of the same type that it accepts
-    are removed after the new one is attached. ``bundle_limit`` (keyless signers: pass
+    needs ``key``; ``fmt="auto"`` is a bundle, or with ``key`` the legacy form where the
+    registry refuses OCI 1.1 artifact manifests (:func:`signer.image.bundle_or_legacy`).
+    With ``replace``, earlier attestations of the same type that it accepts are removed after
+    the new one is attached. ``bundle_limit`` (keyless signers: pass
     :data:`imgseal.payloads.MAX_BUNDLE_BYTES`) refuses, before signing, a statement whose
     bundle would exceed it, and checks the signed bundle again before attaching it.
     ``witness`` logs/timestamps a legacy ``.att`` envelope (cosign's layer annotations; a
@@ -189,14 +193,13 @@ def attest(
     statement = image_statement(name, subject.digest, predicate_type, predicate)
     payload = statement.to_bytes()
     _check_size(payload)
+    check_format(fmt)
     if bundle_limit is not None:
-        if fmt != "bundle":
+        if fmt == "legacy":
             raise UsageError("a bundle size limit applies to --format bundle only", reason="format")
         check_bundle_fits(len(payload), bundle_limit)
-    if fmt == "legacy":
-        if key is None:
-            raise UsageError("--format legacy needs --key: legacy .att attestations are key-signed",
-                             reason="no-signer")
+
+    def legacy(key: PrivateKey) -> _Written:
         envelope = sign_envelope(PAYLOAD_TYPE, payload, [("", lambda pae: sign(key, pae))])
         layer_annotations = {LEGACY_PREDICATE_ANNOTATION: statement.predicate_type}
         if witness is not None and witness.wanted:
@@ -206,28 +209,31 @@ def attest(
             layer_annotations.update(legacy_annotations(witness_envelope(witness, envelope, public_pem(key))))
         layer = attach.Layer(envelope.to_json(), ENVELOPE_MEDIA_TYPE, layer_annotations)
         manifest_digest = attach.attach_legacy(store, subject.digest, suffix="att", layer=layer)
-        keep = Digest.of(layer.data)
-        artifact = f"{attach.legacy_tag(subject.digest, 'att')}@{manifest_digest}"
-        new_referrer: Digest | None = None
-    elif fmt == "bundle":
-        if signer is None:
+        return "legacy", f"{attach.legacy_tag(subject.digest, 'att')}@{manifest_digest}", Digest.of(layer.data), None
+
+    def bundle() -> _Written:
+        bundle_signer = signer
+        if bundle_signer is None:
             if key is None:
                 raise UsageError("give --key KEY to sign the attestation", reason="no-signer")
-            signer = key_bundle_signer(key)
-        bundle = signer(payload)
-        if bundle_limit is not None and len(bundle) > bundle_limit:
+            bundle_signer = key_bundle_signer(key)
+        raw = bundle_signer(payload)
+        if bundle_limit is not None and len(raw) > bundle_limit:
             # The estimate above should make this unreachable; never attach what cannot verify.
-            raise InvalidInputError(f"the signed bundle is {len(bundle)} bytes, over the {bundle_limit}-byte limit "
+            raise InvalidInputError(f"the signed bundle is {len(raw)} bytes, over the {bundle_limit}-byte limit "
                                     "verifiers accept; nothing was attached", reason="predicate-too-large")
-        desc = attach_bundle(store, subject, bundle, statement.predicate_type)
-        keep, new_referrer, artifact = Digest.of(bundle), desc.digest, str(desc.digest)
-    else:
-        raise UsageError(f"--format must be bundle or legacy, not {fmt!r}")
+        desc = attach_bundle(store, subject, raw, statement.predicate_type)
+        return "bundle", str(desc.digest), Digest.of(raw), desc.digest
+
+    # Legacy .att layers are key-signed only (the certificate would travel in annotations we do not write).
+    legacy_writer = (lambda: legacy(key)) if key is not None else None
+    written, artifact, keep, new_referrer = bundle_or_legacy(fmt, bundle, legacy_writer, legacy_tag=".att",
+                                                             legacy_needs="--key KEY")
     replaced: tuple[str, ...] = ()
     if replace is not None:
         replaced = remove_earlier(store, subject.digest, statement.predicate_type, replace,
                                   keep_referrer=new_referrer, keep_layer=keep)
-    return Attestation(subject, statement.predicate_type, fmt, artifact, replaced)
+    return Attestation(subject, statement.predicate_type, written, artifact, replaced)
 
 
 def remove_earlier(
@@ -257,8 +263,7 @@ def remove_earlier(
             continue
         verdicts = [_bundle_is_ours(store, layer, predicate_type, subject, ours)
                     for layer in att.manifest.layers if layer.media_type in BUNDLE_MEDIA_TYPES]
-        if verdicts and all(verdicts):
-            attach.detach(store, subject, att)
+        if verdicts and all(verdicts) and attach.detach(store, subject, att):
             removed.append(str(att.digest))
     return tuple(removed)
 

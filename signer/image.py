@@ -1,17 +1,25 @@
-"""Signing image digests with a local key: cosign v3 bundles (default) or cosign legacy signatures."""
+"""Signing image digests with a local key: cosign v3 bundles (default) or cosign legacy signatures.
+
+Format choice (``fmt``): ``"bundle"`` means a bundle or fail; ``"legacy"`` cosign's ``.sig``
+layer; ``"auto"`` (no ``--format`` given) a bundle, and the legacy form where the registry
+refuses OCI 1.1 artifact manifests (AWS ECR, aws/containers-roadmap #2783), with a notice:
+signing there should not take a flag the user could only learn from a failure.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgseal import attach
 from imgseal.dsse import Envelope, sign_envelope
+from imgseal.errors import ArtifactManifestRefusedError, UsageError
 from imgseal.intoto import PAYLOAD_TYPE, image_statement
 from imgseal.manifest import Descriptor, ImageIndex, Manifest
+from imgseal.notice import notice
 from imgseal.payloads import (
     BUNDLE_CONTENT_ANNOTATION,
     BUNDLE_PREDICATE_ANNOTATION,
@@ -28,6 +36,41 @@ from keys.material import public_der
 
 if TYPE_CHECKING:
     from signer.witness import Witness
+
+T = TypeVar("T")
+FORMATS = ("auto", "bundle", "legacy")
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be bundle or legacy, not {fmt!r}", reason="format")
+
+
+def bundle_or_legacy(fmt: str, bundle: Callable[[], T], legacy: Callable[[], T] | None, *,
+                     legacy_tag: str, legacy_needs: str | None = None) -> T:
+    """Write with ``bundle`` unless ``fmt`` is legacy; on a registry that refuses it, fall back when ``fmt`` is auto.
+
+    ``legacy`` is None where no legacy form exists for this signer (``legacy_needs`` then
+    says what would give one). An explicit ``--format bundle`` means "bundle or fail": the
+    error names ``--format legacy``.
+    """
+    check_format(fmt)
+    if fmt == "legacy":
+        if legacy is None:
+            raise UsageError(f"--format legacy needs {legacy_needs}", reason="format")
+        return legacy()
+    try:
+        return bundle()
+    except ArtifactManifestRefusedError as e:
+        if legacy is None:
+            e.hint = f"cosign's legacy {legacy_tag} tag needs no OCI 1.1 support: use {legacy_needs} --format legacy"
+            raise
+        if fmt == "bundle":
+            e.hint = f"--format legacy writes cosign's {legacy_tag} tag, which needs no OCI 1.1 support"
+            raise
+        notice(f"{e.summary}: wrote cosign's legacy {legacy_tag} format instead (as --format legacy would; "
+               "--format bundle fails instead)")
+        return legacy()
 
 
 @dataclass(frozen=True)
@@ -90,13 +133,15 @@ def sign_with_key(
     subject: Descriptor,
     key: PrivateKey,
     *,
-    fmt: str = "bundle",
+    fmt: str = "auto",
     annotations: Mapping[str, str] | None = None,
     witness: Witness | None = None,
 ) -> SignedArtifact:
     """Sign one manifest digest and attach the signature beside it, witnessed as ``witness`` asks
-    (bundles: entry and timestamp in the bundle; legacy: cosign's layer annotations)."""
-    if fmt == "legacy":
+    (bundles: entry and timestamp in the bundle; legacy: cosign's layer annotations); ``fmt``:
+    see the module docstring."""
+
+    def legacy() -> SignedArtifact:
         payload = simple_signing_payload(name, subject.digest, annotations)
         raw_signature = sign(key, payload)
         layer_annotations = {SIGNATURE_ANNOTATION: base64.b64encode(raw_signature).decode()}
@@ -104,10 +149,14 @@ def sign_with_key(
             layer_annotations.update(legacy_witness(witness, key, payload, raw_signature))
         layer = attach.Layer(payload, attach.SIMPLESIGNING, layer_annotations)
         attach.attach_legacy(store, subject.digest, suffix="sig", layer=layer)
-        return SignedArtifact(subject, None, fmt)
-    predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
-    bundle = key_dsse_bundle(key, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate), witness=witness)
-    return SignedArtifact(subject, attach_bundle(store, subject, bundle, COSIGN_SIGN_PREDICATE), fmt)
+        return SignedArtifact(subject, None, "legacy")
+
+    def bundle() -> SignedArtifact:
+        predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
+        raw = key_dsse_bundle(key, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate), witness=witness)
+        return SignedArtifact(subject, attach_bundle(store, subject, raw, COSIGN_SIGN_PREDICATE), "bundle")
+
+    return bundle_or_legacy(fmt, bundle, legacy, legacy_tag=".sig")
 
 
 def targets(store: Store, manifest: Manifest, recursive: bool) -> list[Descriptor]:

@@ -44,7 +44,7 @@ from imgseal.payloads import (
     simple_signing_payload,
 )
 from imgseal.store.base import Store
-from signer.image import SignedArtifact, attach_bundle, statement_for
+from signer.image import SignedArtifact, attach_bundle, bundle_or_legacy, statement_for
 
 #: Environment variable for an identity token (the name sigstore-python and cosign's
 #: ``SIGSTORE_ID_TOKEN`` use).
@@ -202,7 +202,7 @@ def sign_keyless(
     subject: Descriptor,
     signer: Any,
     *,
-    fmt: str = "bundle",
+    fmt: str = "auto",
     annotations: Mapping[str, str] | None = None,
     ca_certs: Sequence[Any] = (),
 ) -> SignedArtifact:
@@ -211,18 +211,24 @@ def sign_keyless(
     ``fmt="bundle"`` attaches a Sigstore bundle as a referrer; ``fmt="legacy"`` appends a
     cosign ``.sig`` layer (:func:`legacy_layer`), whose chain annotation is built from
     ``ca_certs`` (the trusted root's Fulcio certificates) when the bundle carries no chain.
+    ``fmt="auto"`` falls back to the legacy layer where the registry refuses the referrer
+    (:func:`signer.image.bundle_or_legacy`); that signs a second time, so the transparency
+    log holds an entry for the bundle that could not be stored, too.
     """
-    if fmt == "legacy":
+
+    def legacy() -> SignedArtifact:
         payload = simple_signing_payload(name, subject.digest, annotations)
         bundle = sigstore_call(lambda: signer.sign_artifact(payload), "signing (Fulcio, Rekor, timestamp authority)")
         layer = legacy_layer(payload, str(bundle.to_json()).encode(), ca_certs)
         attach.attach_legacy(store, subject.digest, suffix="sig", layer=layer)
-        return SignedArtifact(subject, None, fmt)
-    if fmt != "bundle":
-        raise UsageError(f"--format must be bundle or legacy, not {fmt!r}", reason="format")
-    predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
-    bundle_bytes = keyless_dsse_bundle(signer, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate))
-    return SignedArtifact(subject, attach_bundle(store, subject, bundle_bytes, COSIGN_SIGN_PREDICATE), fmt)
+        return SignedArtifact(subject, None, "legacy")
+
+    def bundle() -> SignedArtifact:
+        predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
+        raw = keyless_dsse_bundle(signer, statement_for(name, subject, COSIGN_SIGN_PREDICATE, predicate))
+        return SignedArtifact(subject, attach_bundle(store, subject, raw, COSIGN_SIGN_PREDICATE), "bundle")
+
+    return bundle_or_legacy(fmt, bundle, legacy, legacy_tag=".sig")
 
 
 def fulcio_ca_certs(trust_config: Any) -> list[Any]:

@@ -142,7 +142,22 @@ class Redirect:
     target: RedirectTarget
 
 
-Action = Forward | Status | Drop | DropMidBody | Stall | Truncate | Substitute | Redirect
+Upstream = Callable[[str, str, dict[str, str], bytes], tuple[int, list[tuple[str, str]], bytes]]
+"""``fetch(method, path, headers, body)`` -> (status, headers, body) from the registry behind the proxy."""
+
+
+@dataclass(frozen=True)
+class Respond:
+    """Script the answer: ``answer(request, fetch)`` -> (status, headers, body); ``fetch`` asks the registry.
+
+    For behaviours no fixed action covers: a registry that rewrites a path, adds a header,
+    or replays an older write (tests/integration/quirks.py).
+    """
+
+    answer: Callable[[Request, Upstream], tuple[int, list[tuple[str, str]], bytes]]
+
+
+Action = Forward | Status | Drop | DropMidBody | Stall | Truncate | Substitute | Redirect | Respond
 
 
 @dataclass
@@ -473,6 +488,15 @@ class FaultProxy(_Base):
             h._answer(code, headers, action.transform(data))
         elif isinstance(action, Redirect):
             h._answer(307, [("Location", f"http://{action.target.host}{r.path}")], b"")
+        elif isinstance(action, Respond):
+
+            def fetch(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[
+                    int, list[tuple[str, str]], bytes]:
+                code, _, resp_headers, data = self._upstream(Request(method, path, headers, body))
+                return code, resp_headers, data
+
+            code, headers, data = action.answer(r, fetch)
+            h._answer(code, headers, data)
         else:  # pragma: no cover - exhaustive over Action
             raise AssertionError(action)
 

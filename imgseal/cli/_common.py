@@ -86,17 +86,31 @@ AttachmentsRepoOption = Annotated[
              "as cosign's COSIGN_REPOSITORY does (also read from IMGSEAL_ATTACHMENTS_REPO, then COSIGN_REPOSITORY).",
     ),
 ]
+ReferrersModeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--referrers-mode", metavar="auto|api|tag",
+        help="Where attachments are read and written: auto (the OCI referrers API where the registry has one, "
+             "else the sha256-<hex> tag schema), api (the API or fail), tag (the tag schema, never asking for the "
+             "API). Also IMGSEAL_REFERRERS_MODE; default auto.",
+    ),
+]
 
 
-def store_factory(ca_file: Path | None, insecure: list[str] | None) -> StoreFactory:
+def store_factory(ca_file: Path | None, insecure: list[str] | None, *,
+                  referrers_mode: str | None = None) -> StoreFactory:
     """A :class:`StoreFactory` for one command run."""
     from imgseal.store import StoreFactory
-    from imgseal.store.registry import RegistryOptions, insecure_from_env
+    from imgseal.store.registry import REFERRERS_MODES, RegistryOptions, insecure_from_env, referrers_mode_from_env
 
     if ca_file is not None and not ca_file.is_file():
         raise UsageError(f"--ca-file {ca_file}: no such file")
+    mode = referrers_mode.strip().lower() if referrers_mode is not None else referrers_mode_from_env()
+    if mode not in REFERRERS_MODES:
+        source = "--referrers-mode" if referrers_mode is not None else "IMGSEAL_REFERRERS_MODE"
+        raise UsageError(f"{source} must be auto, api or tag, not {mode!r}", reason="usage")
     hosts = insecure_from_env() | frozenset(insecure or [])
-    return StoreFactory(RegistryOptions(ca_file=ca_file, insecure_registries=hosts))
+    return StoreFactory(RegistryOptions(ca_file=ca_file, insecure_registries=hosts, referrers_mode=mode))
 
 
 def open_with_attachments(factory: StoreFactory, ref: Reference | LayoutReference,

@@ -12,6 +12,7 @@ from imgseal.cli._common import (
     InsecureOption,
     OutputFormat,
     OutputOption,
+    ReferrersModeOption,
     emit_json,
     err,
     guarded,
@@ -20,7 +21,7 @@ from imgseal.cli._common import (
     parse_ref,
     store_factory,
 )
-from imgseal.errors import UsageError
+from imgseal.errors import ArtifactManifestRefusedError, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -33,19 +34,26 @@ def tree(
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """List everything attached to REFERENCE's digest: signatures, attestations, and how each was found."""
+    """List everything attached to REFERENCE's digest: signatures, attestations, and how each was found.
+
+    Sources the registry would not let us read (a denied tag listing, a referrers tag that
+    the registry resolves to the image itself) are named as notes.
+    """
 
     def run() -> None:
         from imgseal import attach
         from imgseal.content import fetch_manifest
 
         ref = parse_ref(reference)
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         items: list[dict[str, Any]] = []
-        for att in attach.discover(att_store, manifest.digest):
+        found = attach.find_attachments(att_store, manifest.digest)
+        for att in found.attachments:
             items.append({
                 "digest": str(att.digest),
                 "artifactType": att.artifact_type,
@@ -56,13 +64,16 @@ def tree(
             })
         pinned = ref.with_digest(manifest.digest).pinned()
         if output is OutputFormat.json:
-            emit_json({"reference": pinned, "attachmentsRepository": att_store.location, "attachments": items})
+            emit_json({"reference": pinned, "attachmentsRepository": att_store.location, "attachments": items,
+                       "notes": found.notes})
             return
         out(pinned)
         if att_store is not store:
             out(f"  (attachments in {att_store.location})")
         if not items:
             out("  (nothing attached)")
+        for note in found.notes:
+            out(f"  note: {note}")
         for it in items:
             extra = f" {it['predicateType']}" if it["predicateType"] else ""
             out(f"  └─ {it['kind']}: {it['digest']} [{it['artifactType']}{extra}] via {it['foundVia']}"
@@ -83,6 +94,7 @@ def copy(
              "IMGSEAL_ATTACHMENTS_REPO, COSIGN_REPOSITORY); they are written beside the destination image.")] = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Copy an image with its signatures and attestations; every digest is preserved exactly.
@@ -100,7 +112,7 @@ def copy(
         kinds = {k.strip() for k in only.split(",") if k.strip()}
         if not kinds <= {"sig", "att", "none"}:
             raise UsageError(f"--only takes sig, att or none, not {only!r}")
-        factory = store_factory(ca_file, insecure_registry)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
         src_ref = parse_ref(source)
         dst_ref = parse_ref(destination, default_tag=None)
         src, src_attachments = open_with_attachments(factory, src_ref, attachments_repo)
@@ -114,14 +126,28 @@ def copy(
         if isinstance(manifest, ImageIndex):
             subjects += list(manifest.manifests)
         copied = 0
+        refused: list[ArtifactManifestRefusedError] = []
         for subject in subjects:
             if "none" in kinds:
                 break
             for att in attach.discover(src_attachments, subject.digest):
                 kind = "sig" if attach.is_signature(att) else "att"
                 if kind in kinds:
-                    attach.copy_attachment(src_attachments, dst, subject, att)
+                    try:
+                        attach.copy_attachment(src_attachments, dst, subject, att)
+                    except ArtifactManifestRefusedError as e:
+                        # The legacy .sig/.att still fit such a registry: copy them, then say what did not.
+                        refused.append(e)
+                        continue
                     copied += 1
+        if refused:
+            # A bundle cannot become a legacy signature without signing again.
+            first = refused[0]
+            raise ArtifactManifestRefusedError(
+                f"copied the image and {copied} attachment(s), but not {len(refused)} OCI 1.1 artifact(s): "
+                f"{first.summary}", reason="artifact-manifest-refused",
+                hint=f"{dst_ref.name} holds cosign's legacy .sig/.att only: copy with --only none, or keep the "
+                     "legacy attachments copied here, and sign there with --format legacy")
         pinned = dst_ref.with_digest(manifest.digest).pinned()
         if output is OutputFormat.json:
             emit_json({"ok": True, "reference": pinned, "attachments": copied})

@@ -22,6 +22,7 @@ from imgseal.cli._common import (
     InsecureOption,
     OutputFormat,
     OutputOption,
+    ReferrersModeOption,
     emit_json,
     err,
     fail,
@@ -61,8 +62,9 @@ KeyOption = Annotated[str | None, typer.Option(
         "--key", help="Private key: a path or env://VAR (cosign format), or a PKCS#11 URI "
         "'pkcs11:token=NAME;object=LABEL?module-path=/path/lib.so' (PIN from IMGSEAL_PKCS11_PIN or a prompt).")]
 FormatOption = Annotated[
-    str, typer.Option("--format", help="bundle (Sigstore bundle attached as an OCI referrer) or legacy "
-                      "(cosign .att tag).")
+    str | None, typer.Option("--format", help="bundle (Sigstore bundle attached as an OCI referrer) or legacy "
+                             "(cosign .att tag). Default: bundle, and with --key legacy where the registry "
+                             "refuses OCI 1.1 artifact manifests (a notice says so).")
 ]
 ReplaceOption = Annotated[
     bool, typer.Option("--replace", help="Remove earlier attestations of this type signed by this key or, with "
@@ -99,7 +101,7 @@ class SignerChoice:
         return resolve_witness(tlog_upload=self.tlog_upload, rekor_url=self.rekor_url,
                                timestamp_server=self.timestamp_server, trust_config=self.trust_config)
 
-    def check(self, fmt: str, *, needed: bool = True, what: str = "the attestation") -> None:
+    def check(self, fmt: str | None, *, needed: bool = True, what: str = "the attestation") -> None:
         if self.key is not None and self.keyless:
             raise UsageError("give either --key or --keyless, not both", reason="no-signer")
         if not self.keyless and (self.identity_token is not None or self.staging):
@@ -113,7 +115,7 @@ class SignerChoice:
                              reason="no-signer")
         if needed and self.key is None and not self.keyless:
             raise UsageError(f"give --key KEY or --keyless to sign {what}", reason="no-signer")
-        if self.keyless and fmt != "bundle":
+        if self.keyless and fmt == "legacy":
             raise UsageError("keyless attestations are Sigstore bundles only (--format bundle); cosign's legacy "
                              ".att format is supported with --key", reason="format")
 
@@ -136,11 +138,12 @@ def attest(
     tlog_upload: TlogUploadOption = False,
     rekor_url: RekorUrlOption = None,
     timestamp_server: TimestampServerOption = None,
-    fmt: FormatOption = "bundle",
+    fmt: FormatOption = None,
     replace: ReplaceOption = False,
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Sign an in-toto statement about REFERENCE's digest and attach it beside the image.
@@ -165,8 +168,8 @@ def attest(
         choice.check(fmt)
         ref = _digest_ref(reference, "attest")
         data = read_predicate(predicate)
-        result = _attest(ref, data, predicate_type, choice, fmt, replace, ca_file, insecure_registry,
-                         attachments_repo)
+        result = _attest(ref, data, predicate_type, choice, fmt or "auto", replace, ca_file, insecure_registry,
+                         attachments_repo, referrers_mode)
         _report_attestation(ref, result, output)
 
     guarded(run, output)
@@ -200,11 +203,12 @@ def provenance(
         list[str] | None, typer.Option("--param", help="k=v external parameter (generic builds; repeatable).")
     ] = None,
     started_on: Annotated[str | None, typer.Option("--started-on", help="RFC 3339 build start time (UTC).")] = None,
-    fmt: FormatOption = "bundle",
+    fmt: FormatOption = None,
     replace: ReplaceOption = False,
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
 ) -> None:
     """Generate SLSA v1 provenance for REFERENCE from the CI environment (GitHub Actions, GitLab CI) or options.
 
@@ -253,8 +257,8 @@ def provenance(
         else:
             out(text.rstrip("\n"))
         if attest_:
-            result = _attest(ref, predicate, PREDICATE_TYPE, choice, fmt, replace, ca_file, insecure_registry,
-                             attachments_repo)
+            result = _attest(ref, predicate, PREDICATE_TYPE, choice, fmt or "auto", replace, ca_file,
+                             insecure_registry, attachments_repo, referrers_mode)
             _report_attestation(ref, result, OutputFormat.text)
 
     guarded(run)
@@ -292,6 +296,7 @@ def verify_attestation(
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Verify the attestations of --type attached to REFERENCE's digest.
@@ -342,7 +347,8 @@ def verify_attestation(
             key_check = key_bundle_check(keys, trusted_root=trusted_root, staging=staging, require_tlog=require_tlog,
                                          require_timestamp=require_timestamp)
         ref = parse_ref(reference)
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         state.update(reference=pinned, digest=str(manifest.digest), predicateType=predicate_type)
@@ -388,8 +394,8 @@ def verify_attestation(
 # -- shared ------------------------------------------------------------------------------
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in ("bundle", "legacy"):
+def _check_format(fmt: str | None) -> None:
+    if fmt is not None and fmt not in ("bundle", "legacy"):
         raise UsageError(f"--format must be bundle or legacy, not {fmt!r}")
 
 
@@ -406,10 +412,11 @@ def _digest_ref(reference: str, command: str) -> Reference | LayoutReference:
 
 def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predicate_type: str, choice: SignerChoice,
             fmt: str, replace: bool, ca_file: Path | None, insecure: list[str] | None,
-            attachments_repo: str | None) -> Attestation:
+            attachments_repo: str | None, referrers_mode: str | None) -> Attestation:
     from imgseal.content import fetch_manifest
 
-    store, att_store = open_with_attachments(store_factory(ca_file, insecure), ref, attachments_repo)
+    factory = store_factory(ca_file, insecure, referrers_mode=referrers_mode)
+    store, att_store = open_with_attachments(factory, ref, attachments_repo)
     if choice.keyless:
         return _attest_keyless(store, att_store, ref, predicate, predicate_type, choice, replace)
     from imgseal.cli._keyload import load_private_key
@@ -422,7 +429,7 @@ def _attest(ref: Reference | LayoutReference, predicate: dict[str, Any], predica
     subject: Descriptor = fetch_manifest(store, ref.tag, ref.digest).descriptor()
     return attest(att_store, ref.name, subject, predicate_type, predicate,
                   signer=key_bundle_signer(private_key, witness), key=private_key, witness=witness,
-                  fmt="legacy" if fmt == "legacy" else "bundle",
+                  fmt=fmt,
                   replace=signed_by_key(public_key_of(private_key)) if replace else None)
 
 

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from imgseal.cli._common import CaFileOption, InsecureOption, emit_json, err, fail, guarded, out, store_factory
+from imgseal.cli._common import (
+    CaFileOption,
+    InsecureOption,
+    ReferrersModeOption,
+    emit_json,
+    err,
+    fail,
+    guarded,
+    out,
+    store_factory,
+)
 from imgseal.errors import Error, UsageError
 
 if TYPE_CHECKING:
@@ -157,6 +167,7 @@ def gate(
     namespace: NamespaceOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
 ) -> None:
     """Verify every image in Kubernetes manifests against a policy, each distinct image once.
 
@@ -182,8 +193,8 @@ def gate(
         pol = _load(policy)
         files = collect_manifests(items)
         cache = None if no_cache else DiskCache(cache_dir or default_cache_dir(), cache_ttl)
-        evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=cache, workers=workers,
-                              resolve_tags=pin)
+        stores = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        evaluator = Evaluator(pol, stores, cache=cache, workers=workers, resolve_tags=pin)
         try:
             report = run_gate(files, evaluator, namespace=namespace)
         finally:
@@ -287,6 +298,7 @@ def webhook_serve(
     = Path("/var/run/secrets/kubernetes.io/serviceaccount"),
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
 ) -> None:
     """Serve POST /validate and /mutate (AdmissionReview v1) and GET /healthz, /readyz, /metrics over HTTPS.
 
@@ -312,8 +324,9 @@ def webhook_serve(
             secrets = KubeSecrets.from_kubeconfig(kubeconfig)
         elif pull_secrets and os.environ.get("KUBERNETES_SERVICE_HOST"):
             secrets = KubeSecrets.in_cluster(serviceaccount_dir)
-        evaluator = Evaluator(pol, store_factory(ca_file, insecure_registry), cache=MemoryCache(cache_ttl),
-                              workers=workers, resolve_tags=True, tags=TagCache(tag_ttl) if tag_ttl else None)
+        stores = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        evaluator = Evaluator(pol, stores, cache=MemoryCache(cache_ttl), workers=workers, resolve_tags=True,
+                              tags=TagCache(tag_ttl) if tag_ttl else None)
         deadline = max(1.0, timeout - 2.0)
         hook = Webhook(evaluator, deadline=deadline, policy_path=policy, secrets=secrets,
                        reload_interval=reload_interval)

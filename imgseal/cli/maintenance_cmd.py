@@ -13,6 +13,7 @@ from imgseal.cli._common import (
     InsecureOption,
     OutputFormat,
     OutputOption,
+    ReferrersModeOption,
     emit_json,
     err,
     guarded,
@@ -40,6 +41,7 @@ def repair(
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Rebuild the sha256-<hex> fallback index of REFERENCE's digest from what can be found.
@@ -56,7 +58,8 @@ def repair(
         from imgseal.maintenance import repair_index
 
         ref = parse_ref(reference)
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         report = repair_index(att_store, manifest.digest, dry_run=dry_run)
         _print_repair(ref.with_digest(manifest.digest).pinned(), att_store.location, report, dry_run, output)
@@ -97,6 +100,7 @@ def clean(
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Remove what is attached to REFERENCE's digest: signatures, attestations, or all of it.
@@ -118,7 +122,8 @@ def clean(
         kinds = {"signature": {KIND_SIGNATURE}, "attestation": {KIND_ATTESTATION},
                  "all": {KIND_SIGNATURE, KIND_ATTESTATION, KIND_OTHER}}[type_]
         ref = parse_ref(reference)
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         plan = plan_clean(att_store, manifest.digest, kinds)

@@ -14,6 +14,7 @@ from imgseal.cli._common import (
     InsecureOption,
     OutputFormat,
     OutputOption,
+    ReferrersModeOption,
     emit_json,
     err,
     guarded,
@@ -36,9 +37,10 @@ def sign(
         "--key", help="Private key: a path or env://VAR (cosign format), or a PKCS#11 URI "
         "'pkcs11:token=NAME;object=LABEL?module-path=/path/lib.so' (PIN from IMGSEAL_PKCS11_PIN or a prompt).")] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="bundle (cosign v3: in-toto statement in a Sigstore bundle, attached as "
-                          "an OCI referrer) or legacy (cosign .sig tag).")
-    ] = "bundle",
+        str | None, typer.Option("--format", help="bundle (cosign v3: in-toto statement in a Sigstore bundle, "
+                                 "attached as an OCI referrer) or legacy (cosign .sig tag). Default: bundle, and "
+                                 "legacy where the registry refuses OCI 1.1 artifact manifests (a notice says so).")
+    ] = None,
     annotation: Annotated[
         list[str] | None, typer.Option("--annotation", "-a", help="key=value signed into the payload (repeatable).")
     ] = None,
@@ -66,6 +68,7 @@ def sign(
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Sign the manifest digest REFERENCE names and attach the signature beside the image.
@@ -80,20 +83,22 @@ def sign(
     With --notation the key is a PEM private key (RSA 2048-4096 or ECDSA P-256/384/521) and
     --cert its chain; the leaf needs digitalSignature and the codeSigning EKU.
     Exit codes: 0 signed; 2 bad usage (e.g. a tag without --resolve-tag, a refused identity
-    token); 3 registry or Sigstore service unreachable; 4 key.
+    token); 3 registry or Sigstore service unreachable, or the registry refuses the format
+    asked for (the message names the option that works there); 4 key.
     """
 
     def run() -> None:
         from imgseal.cli._keyload import load_private_key, parse_annotations
         from signer.image import sign_with_key, targets
 
-        if fmt not in ("bundle", "legacy"):
+        if fmt is not None and fmt not in ("bundle", "legacy"):
             raise UsageError(f"--format must be bundle or legacy, not {fmt!r}")
+        chosen = fmt or "auto"
         if key is not None and keyless:
             raise UsageError("give either --key or --keyless, not both", reason="no-signer")
         if key is None and not keyless:
             raise UsageError("give --key KEY (keyless signing needs --keyless)", reason="no-signer")
-        if notation and (keyless or key is None or fmt != "bundle"):
+        if notation and (keyless or key is None or fmt is not None):
             raise UsageError("--notation signs with --key KEY.pem --cert CHAIN.pem (not --keyless or --format)",
                              reason="no-signer")
         if not notation and (cert is not None or expiry is not None):
@@ -120,7 +125,8 @@ def sign(
                 hint=f"run `imgseal digest {reference}` and sign REPO@sha256:…, or pass --resolve-tag",
                 reason="tag-not-allowed",
             )
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         from imgseal.content import fetch_manifest
 
         results: list[dict[str, Any]] = []
@@ -143,10 +149,10 @@ def sign(
             tc = load_trust_config(instance)
             token = find_identity_token(identity_token, tc, interactive=sys.stdin.isatty())
             # The legacy chain annotation comes from the instance's trusted root (bundles carry the leaf only).
-            ca_certs = fulcio_ca_certs(tc) if fmt == "legacy" else []
+            ca_certs = fulcio_ca_certs(tc) if chosen != "bundle" else []
             with keyless_signer(tc, token) as signer:
                 for subject in subjects:
-                    signed = sign_keyless(att_store, ref.name, subject, signer, fmt=fmt, annotations=annotations,
+                    signed = sign_keyless(att_store, ref.name, subject, signer, fmt=chosen, annotations=annotations,
                                           ca_certs=ca_certs)
                     results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                     "artifact": str(signed.artifact.digest) if signed.artifact else None,
@@ -170,7 +176,7 @@ def sign(
             if ref.digest is None:
                 err(f"imgseal: warning: resolved tag {ref.tag} to {manifest.digest}; signing the digest")
             for subject in targets(store, manifest, recursive):
-                signed = sign_with_key(att_store, ref.name, subject, private_key, fmt=fmt, annotations=annotations,
+                signed = sign_with_key(att_store, ref.name, subject, private_key, fmt=chosen, annotations=annotations,
                                        witness=witness)
                 results.append({"reference": ref.with_digest(subject.digest).pinned(), "format": signed.format,
                                 "artifact": str(signed.artifact.digest) if signed.artifact else None})

@@ -18,6 +18,7 @@ from imgseal.cli._common import (
     InsecureOption,
     OutputFormat,
     OutputOption,
+    ReferrersModeOption,
     emit_json,
     err,
     fail,
@@ -77,6 +78,7 @@ def verify(
     attachments_repo: AttachmentsRepoOption = None,
     ca_file: CaFileOption = None,
     insecure_registry: InsecureOption = None,
+    referrers_mode: ReferrersModeOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Verify the signatures attached to REFERENCE's digest.
@@ -128,7 +130,8 @@ def verify(
                                          require_timestamp=require_timestamp)
         wanted = parse_annotations(annotation)
         ref = parse_ref(reference)
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         state["reference"] = pinned
@@ -194,7 +197,8 @@ def verify(
         ref = parse_ref(reference)
         if not isinstance(ref, Reference):
             raise UsageError("--notation verifies registry references: trust policies scope by registry/repository")
-        store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
+        factory = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
+        store, att_store = open_with_attachments(factory, ref, attachments_repo)
         manifest = fetch_manifest(store, ref.tag, ref.digest)
         pinned = ref.with_digest(manifest.digest).pinned()
         state.update(reference=pinned, digest=str(manifest.digest))

@@ -9,7 +9,13 @@ Behaviours that matter for a security tool (distribution-spec v1.1, REFERENCE.md
   as insecure, and only when the server does not speak TLS at all;
 - transient failures (connection errors, 429, 5xx) are retried with bounded exponential
   backoff honouring ``Retry-After``;
-- redirects are followed by hand so ``Authorization`` never reaches another host.
+- redirects are followed by hand so ``Authorization`` never reaches another host;
+- a host that does not resolve or refuses the connection is reported in one line at once
+  (retrying a definite answer only delays it); resets and timeouts are retried;
+- the referrers API is used only when the endpoint answers an image index: any other
+  non-auth 4xx (404 is the spec's "no API", registries also send 405/406, notation #659)
+  means the referrers tag schema, and the ``OCI-Subject`` header alone proves nothing
+  (AWS ECR sent it without an API, sigstore-js #1183). ``--referrers-mode`` overrides.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from imgseal.errors import (
     NetworkError,
     NotFoundError,
     RegistryError,
+    UndecidableError,
 )
 from imgseal.manifest import (
     INDEX_TYPES,
@@ -62,6 +69,9 @@ MAX_PAGES: Final = 64
 TRANSIENT_MANIFEST_CODES: Final = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 MANIFEST_PUT_ATTEMPTS: Final = 5
 USER_AGENT: Final = "imgseal/0.1"
+REFERRERS_MODES: Final = ("auto", "api", "tag")
+# Docker Hub's rate-limit headers (docs.docker.com/docker-hub/usage/pulls) and the IETF draft's.
+RATE_LIMIT_HEADERS: Final = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
 
 
 def is_loopback(host: str) -> bool:
@@ -79,6 +89,11 @@ def insecure_from_env() -> frozenset[str]:
     return frozenset(h.strip() for h in raw.split(",") if h.strip())
 
 
+def referrers_mode_from_env() -> str:
+    """``IMGSEAL_REFERRERS_MODE`` (auto, api or tag); an unknown value is refused where options are built."""
+    return os.environ.get("IMGSEAL_REFERRERS_MODE", "").strip().lower() or "auto"
+
+
 @dataclass(frozen=True)
 class RegistryOptions:
     """How to talk to registries; one per command run."""
@@ -92,6 +107,9 @@ class RegistryOptions:
     retry_budget: float = 30.0
     credentials: Mapping[str, Credentials] = field(default_factory=dict)
     pool_size: int = 16
+    #: auto: the referrers API where the registry has one, else the tag schema; api: the API or
+    #: fail (exit 3); tag: the tag schema without asking (registries whose API misbehaves).
+    referrers_mode: str = field(default_factory=referrers_mode_from_env)
 
 
 def _redact(headers: Mapping[str, str]) -> dict[str, str]:
@@ -112,6 +130,45 @@ def _registry_error(resp: requests.Response) -> tuple[str | None, str]:
     except ValueError:
         pass
     return None, f"HTTP {resp.status_code} {resp.reason or ''}".strip()
+
+
+def connection_problem(e: BaseException) -> tuple[str, bool]:
+    """Why a connection failed, in a few words, and whether trying again could help.
+
+    requests wraps urllib3's ``MaxRetryError(NewConnectionError(...))`` whose text is a
+    repr of the pool; the cause underneath is what a user needs ("name does not resolve").
+    A name that does not resolve and a refused connection are definite answers, not
+    glitches: retrying them for seconds only delays the error.
+    """
+    import socket
+    import ssl
+
+    import requests
+
+    if isinstance(e, requests.exceptions.Timeout):
+        return "timed out", True
+    seen: set[int] = set()
+    stack: list[BaseException] = [e]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, socket.gaierror):
+            return "name does not resolve", False
+        if isinstance(x, ConnectionRefusedError):
+            return "connection refused", False
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return f"TLS: certificate not trusted ({x.verify_message or 'verification failed'})", False
+        if isinstance(x, ssl.SSLError):
+            return f"TLS: {getattr(x, 'reason', None) or _short(x)}", False
+        if isinstance(x, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            return "connection reset", True
+        if isinstance(x, TimeoutError):
+            return "timed out", True
+        stack.extend(c for c in (getattr(x, "reason", None), x.__cause__, x.__context__, *x.args)
+                     if isinstance(c, BaseException))
+    return _short(e), True
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -197,9 +254,9 @@ class RegistryClient:
         except requests.exceptions.ConnectionError as e:
             if "SSL" in str(e) or "EOF occurred" in str(e) or "record" in str(e).lower():
                 return "http"
-            raise NetworkError(f"cannot connect to registry {self.host}: {_short(e)}") from e
+            raise NetworkError(f"cannot reach registry {self.host}: {connection_problem(e)[0]}") from e
         except requests.exceptions.RequestException as e:
-            raise NetworkError(f"cannot reach registry {self.host}: {_short(e)}") from e
+            raise NetworkError(f"cannot reach registry {self.host}: {connection_problem(e)[0]}") from e
 
     def _plain_http_registry(self) -> bool:
         """Whether a loopback host answers ``/v2/`` over plain HTTP (no credentials are sent).
@@ -307,7 +364,8 @@ class RegistryClient:
                 resp = self.session.get(realm, params=params, auth=auth, timeout=self.options.timeout,
                                         verify=self.verify, proxies=self._proxies(realm))
         except requests.exceptions.RequestException as e:
-            raise NetworkError(f"cannot reach token service {urllib.parse.urlsplit(realm).netloc}: {_short(e)}") from e
+            raise NetworkError(f"cannot reach token service {urllib.parse.urlsplit(realm).netloc}: "
+                               f"{connection_problem(e)[0]}") from e
         if resp.status_code in (401, 403):
             raise AuthError(f"registry {self.host} refused the credentials for {scope}")
         if resp.status_code != 200:
@@ -386,20 +444,21 @@ class RegistryClient:
             try:
                 resp = self._follow(method, url, hdrs, data, stream, params)
             except requests.exceptions.SSLError as e:
-                raise NetworkError(f"TLS error talking to {self.host}: {_short(e)}",
+                raise NetworkError(f"cannot reach registry {self.host}: {connection_problem(e)[0]}",
                                    hint="pass --ca-file with the registry's CA certificate",
                                    reason="tls-verify") from e
             except requests.exceptions.RequestException as e:
-                if retry and self._may_retry(attempt, started, None):
+                problem, transient = connection_problem(e)
+                if transient and retry and self._may_retry(attempt, started, None):
                     continue
-                raise NetworkError(f"cannot reach registry {self.host} ({method} {_path_only(url)}): {_short(e)}",
+                raise NetworkError(f"cannot reach registry {self.host}: {problem} ({method} {_path_only(url)})",
                                    reason="network-error") from e
             if resp.status_code in expected:
                 return resp
             if resp.status_code in RETRY_STATUS and retry and self._may_retry(attempt, started, resp):
                 resp.close()
                 continue
-            raise self._error_for(resp, method, url)
+            raise self._error_for(resp, method, url, attempts=attempt)
 
     def _may_retry(self, attempt: int, started: float, resp: requests.Response | None) -> bool:
         opts = self.options
@@ -409,7 +468,11 @@ class RegistryClient:
         if resp is not None:
             after = _retry_after(resp)
             if after is not None:
-                delay = min(max(delay, after), opts.backoff_max)
+                if after > opts.backoff_max:
+                    # Asking again before the registry's Retry-After (Docker Hub sends hours when the
+                    # pull limit is spent) only earns another 429: give up now and say when.
+                    return False
+                delay = max(delay, after)
         if time.monotonic() - started + delay > opts.retry_budget:
             return False
         log.debug("retrying in %.2fs (attempt %d)", delay, attempt + 1)
@@ -438,19 +501,39 @@ class RegistryClient:
             url = target
         raise RegistryError(f"too many redirects from {self.host}")
 
-    def _error_for(self, resp: requests.Response, method: str, url: str) -> Error:
+    def _error_for(self, resp: requests.Response, method: str, url: str, *, attempts: int = 1) -> Error:
         code, message = _registry_error(resp)
         where = f"{method} {_path_only(url)}"
         resp.close()
+        error: Error
         if resp.status_code == 404:
-            return NotFoundError(f"{where}: not found ({message})")
-        if resp.status_code in (401, 403):
-            return AuthError(f"{where}: access denied by {self.host} ({message})")
-        if resp.status_code in RETRY_STATUS:
-            return RegistryError(f"{where}: registry {self.host} kept failing ({message}) after retries",
-                                 reason="registry-unavailable")
-        error = RegistryError(f"{where}: registry {self.host} answered {message}")
-        error.registry_code = code
+            error = NotFoundError(f"{where}: not found ({message})")
+        elif resp.status_code in (401, 403):
+            if method in ("PUT", "POST", "PATCH", "DELETE"):
+                # A token scope with pull but not push (read-only robot accounts, CI tokens).
+                error = AuthError(f"{where}: {self.host} denied a write ({message}): the credentials allow "
+                                  "reading this repository but not pushing to it",
+                                  hint="log in (docker login) with credentials that may push here",
+                                  reason="push-denied")
+            else:
+                error = AuthError(f"{where}: access denied by {self.host} ({message})")
+        elif resp.status_code == 429:
+            limits = "; ".join(f"{h} {resp.headers[h]}" for h in RATE_LIMIT_HEADERS if h in resp.headers)
+            after = resp.headers.get("Retry-After")
+            detail = ", ".join(p for p in (limits, f"Retry-After {after} s" if after else "") if p)
+            error = RegistryError(f"{where}: registry {self.host} rate-limits this client ({message}"
+                                  f"{'; ' + detail if detail else ''})"
+                                  f"{f', still after retries ({attempts} attempts)' if attempts > 1 else ''}",
+                                  hint="wait and run again, or log in (docker login) for a higher limit",
+                                  reason="rate-limited")
+        elif resp.status_code in RETRY_STATUS:
+            error = RegistryError(f"{where}: registry {self.host} kept failing ({message}) after retries",
+                                  reason="registry-unavailable")
+        else:
+            error = RegistryError(f"{where}: registry {self.host} answered {message}")
+            error.registry_code = code
+        if isinstance(error, UndecidableError):
+            error.http_status = resp.status_code
         return error
 
     def repository(self, name: str) -> RegistryStore:
@@ -563,8 +646,8 @@ class RegistryStore:
         header = resp.headers.get("Docker-Content-Digest")
         if header and header != str(digest):
             raise RegistryError(f"registry stored the manifest as {header}, expected {digest}")
-        if resp.headers.get("OCI-Subject"):
-            self.referrers_supported = True
+        # An ``OCI-Subject`` answer is not taken as proof of a referrers API: AWS ECR sent it
+        # without one (sigstore-js #1183). Only an index from the endpoint counts (referrers()).
         return digest
 
     def delete_manifest(self, digest: Digest) -> None:
@@ -593,7 +676,9 @@ class RegistryStore:
         return tags
 
     def referrers(self, digest: Digest, artifact_type: str | None = None) -> list[Descriptor] | None:
-        if self.referrers_supported is False:
+        """The referrers API's answer, or None where the tag schema applies (see the module docstring)."""
+        mode = self.client.options.referrers_mode
+        if mode == "tag" or self.referrers_supported is False:
             return None
         path: str | None = self._path("referrers", str(digest))
         params = {"artifactType": artifact_type} if artifact_type else None
@@ -606,14 +691,21 @@ class RegistryStore:
             try:
                 resp = self.client.request("GET", path, repository=self._repository, params=params,
                                            headers={"Accept": "application/vnd.oci.image.index.v1+json"})
-            except NotFoundError:
-                # distribution 2.8/3.x: "404 page not found" — no referrers API; use the tag schema.
-                self.referrers_supported = False
+            except (NotFoundError, RegistryError) as e:
+                # distribution 2.8/3.x: "404 page not found"; other registries answer 405 or 406
+                # (notation #659). Any 4xx but auth and rate limits means "no API here". 5xx and
+                # 429 after retries stay errors: a registry that has the API but is failing must
+                # not make us read (or write) the tag schema and miss what the API holds.
+                status = e.http_status
+                if status is None or not 400 <= status < 500 or status == 429:
+                    raise
+                self._no_referrers_api(f"answered {status}")
                 return None
             content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type not in INDEX_TYPES:
                 resp.close()
-                self.referrers_supported = False
+                self._no_referrers_api(f"answered {resp.status_code} {content_type or 'without a type'}, "
+                                       "not an image index")
                 return None
             raw = _read_capped(resp, MAX_MANIFEST_BYTES, what="referrers index")
             index = parse_manifest(raw, content_type=content_type)
@@ -627,6 +719,16 @@ class RegistryStore:
             params = None
         self.referrers_supported = True
         return found
+
+    def _no_referrers_api(self, what: str) -> None:
+        where = f"GET /v2/{self._repository}/referrers/…"
+        if self.client.options.referrers_mode == "api":
+            raise RegistryError(f"{self.client.host} has no referrers API ({where} {what}) and --referrers-mode "
+                                "is api", hint="use --referrers-mode auto (or tag) to use the referrers tag schema",
+                                reason="no-referrers-api")
+        if self.referrers_supported is None:
+            log.debug("no referrers API on %s (%s %s): using the referrers tag schema", self.client.host, where, what)
+        self.referrers_supported = False
 
     # -- blobs -------------------------------------------------------------------------
 

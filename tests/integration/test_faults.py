@@ -327,14 +327,14 @@ def _registry_refusal(code: str, message: str) -> Status:
     return Status(400, {"Content-Type": "application/json"}, body)
 
 
-def _sign_via(proxy: FaultProxy, registry, cli, tmp_path: Path, repo: str):  # type: ignore[no-untyped-def]
+def _sign_via(proxy: FaultProxy, registry, cli, tmp_path: Path, repo: str, *extra: str):  # type: ignore[no-untyped-def]
     from keys import encrypt_private_key, generate, public_pem
 
     desc = push_image(registry.host, repo, content=repo.encode())
     key = generate("ecdsa-p256")
     (tmp_path / "k.key").write_bytes(encrypt_private_key(key, b"pw", scrypt_n=32768))
     (tmp_path / "k.pub").write_bytes(public_pem(key))
-    r = cli("sign", f"{proxy.host}/{repo}@{desc.digest}", "--key", str(tmp_path / "k.key"),
+    r = cli("sign", f"{proxy.host}/{repo}@{desc.digest}", "--key", str(tmp_path / "k.key"), *extra,
             env={"IMGSEAL_PASSWORD": "pw"})
     return desc, r
 
@@ -361,7 +361,8 @@ def test_manifest_put_refused_for_good_gives_up_with_exit_3(registry, proxy: Fau
 
     repo = f"faults/refused-{code.lower().replace('_', '-')}"
     proxy.add(MANIFEST_PUT, _registry_refusal(code, "refused"))
-    desc, r = _sign_via(proxy, registry, cli, tmp_path, repo)
+    # --format bundle: bundle or fail (without it a refusal falls back to legacy: tests/integration/test_quirks.py)
+    desc, r = _sign_via(proxy, registry, cli, tmp_path, repo, "--format", "bundle")
     record(f"manifest PUT refused {code} forever", classify(r.code))
     assert r.code == 3 and code in r.stderr, r.stderr
     assert sum(1 for s in proxy.seen if s.action == "Status") == (MANIFEST_PUT_ATTEMPTS if retried else 1)
