@@ -24,7 +24,7 @@ from imgseal.cli._common import (
     out,
     store_factory,
 )
-from imgseal.errors import Error, UsageError
+from imgseal.errors import Error, InvalidInputError, UsageError
 
 if TYPE_CHECKING:
     from verifier.gate.policy import Policy
@@ -173,7 +173,8 @@ def gate(
 
     Finds images in Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob (containers,
     initContainers, ephemeralContainers) and Lists. Exit codes: 0 all admitted; 1 any denied;
-    2 bad input; 3 could not decide.
+    2 bad input (an input with no Kubernetes object at all, such as an empty render, included);
+    3 could not decide.
 
     Each object is decided in its metadata.namespace, else in --namespace; when neither says
     and a rule with 'namespaces' could decide, the image is undecidable (exit 3).
@@ -192,6 +193,11 @@ def gate(
             raise UsageError("--write cannot rewrite stdin; give files")
         pol = _load(policy)
         files = collect_manifests(items)
+        if not any(doc is not None for mf in files for doc in mf.documents):
+            # An empty render (a failed `helm template`/`kustomize build` piped in) must not pass CI
+            # as "every image admitted": there was nothing to check. Objects without images still pass.
+            raise InvalidInputError(f"no Kubernetes objects in {', '.join(items)}: nothing to check",
+                                    reason="no-objects")
         cache = None if no_cache else DiskCache(cache_dir or default_cache_dir(), cache_ttl)
         stores = store_factory(ca_file, insecure_registry, referrers_mode=referrers_mode)
         evaluator = Evaluator(pol, stores, cache=cache, workers=workers, resolve_tags=pin)

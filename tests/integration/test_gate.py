@@ -218,3 +218,17 @@ items:
     assert results[f"{host}/gate/good:v1"]["decision"] == "allow"
     assert results[f"{host}/gate/unsigned:v1"]["locations"][0]["path"] == \
         "/items/0/spec/jobTemplate/spec/template/spec/containers/0/image"
+
+
+@pytest.mark.parametrize("given", ["", "\n", "---\n", "# only a comment\n---\n"])
+def test_empty_input_is_bad_input_not_a_pass(cli, signed, given: str) -> None:
+    """An empty render piped in (a failed `kustomize build`) is exit 2, never "all admitted"."""
+    r = cli("gate", "--policy", str(signed["policy"]), "-", "--no-cache", input=given)
+    assert r.code == 2, (r.code, r.stdout, r.stderr)
+    assert r.stderr.splitlines() == ["imgseal: error: no Kubernetes objects in -: nothing to check"]
+
+
+def test_objects_without_images_pass(cli, signed) -> None:
+    config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
+    r = cli("gate", "--policy", str(signed["policy"]), "-", "--no-cache", input=config_map)
+    assert r.code == 0, r.stderr
