@@ -97,6 +97,10 @@ def policy_check(
         if not exception.active(now):
             err(f"{file}:{exception.line}: warning: exception #{exception.number} expired ({exception.until_text}); "
                 "it is ignored: remove it or give a new 'until'")
+    for glob in policy.exclude_namespaces:
+        if set(glob) == {"*"}:
+            # Valid, and sometimes meant (a dry run of the webhook), but it turns the gate off: say so.
+            err(f"{file}: warning: exclude_namespaces {glob!r} matches every namespace: nothing is checked")
     out(f"{file}: valid: {len(policy.rules)} rule(s), default {policy.default}"
         + (f", {len(policy.exceptions)} exception(s)" if policy.exceptions else ""))
 

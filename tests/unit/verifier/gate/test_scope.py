@@ -5,6 +5,7 @@ every rule here decides without fetching)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import textwrap
 from pathlib import Path
 
@@ -273,6 +274,18 @@ def test_policy_check_warns_about_expired_exceptions(tmp_path: Path, cli) -> Non
     assert r.stderr.strip() == (f"{path}:10: warning: exception #2 expired ({YESTERDAY.isoformat()}); it is ignored: "
                                 "remove it or give a new 'until'")
     assert "3 exception(s)" in r.stdout
+
+
+@pytest.mark.parametrize(("globs", "warned"), [(["*"], True), (["kube-*", "*"], True), (["team-*"], False)])
+def test_policy_check_warns_when_exclude_namespaces_matches_everything(tmp_path: Path, cli, globs: list[str],
+                                                                       warned: bool) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\ndefault: deny\nexclude_namespaces: " + json.dumps(globs) + "\n"
+                    "rules:\n  - {name: a, match: ['a.io/**'], allow: true}\n")
+    r = cli("policy", "check", str(path))
+    assert r.code == 0, r.stderr
+    assert (f"{path}: warning: exclude_namespaces '*' matches every namespace: nothing is checked"
+            in r.stderr) is warned
 
 
 def test_policy_explain_with_and_without_namespace(tmp_path: Path, cli) -> None:
