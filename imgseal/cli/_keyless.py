@@ -175,7 +175,13 @@ def key_bundle_check(keys: Mapping[str, PublicKey], *, trusted_root: Path | None
     """The ``key_check`` hook of a ``--key`` run: witnessed bundles are verified against the trusted
     root (parsed only if some bundle carries a witness or one is required)."""
     from verifier.key_witness import KeyBundleCheck, KeyWitnessPolicy
-    from verifier.keyless import load_trust
+
+    def load() -> TrustMaterial:
+        # Imported here, not above: verifier.keyless brings cryptography.x509 and the Sigstore
+        # verifier (~40 ms), which a plain `verify --key` of unwitnessed signatures never needs.
+        from verifier.keyless import load_trust
+
+        return load_trust(trusted_root, staging)
 
     policy = KeyWitnessPolicy(require_tlog=require_tlog, require_timestamp=require_timestamp, not_after=not_after)
-    return KeyBundleCheck(dict(keys), policy, lambda: load_trust(trusted_root, staging))
+    return KeyBundleCheck(dict(keys), policy, load)
