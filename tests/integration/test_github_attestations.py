@@ -1,0 +1,291 @@
+"""GitHub artifact attestations end to end: made as actions/attest makes them (sigstore-js signs,
+@sigstore/oci attaches) against the offline rig and a real docker-registry, verified by
+``imgseal verify-attestation --github-owner|--github-repo`` and cross-checked with @sigstore/verify.
+
+See tests/integration/github_rig.py for the two instances (public good, GitHub's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgseal.digest import Digest
+from tests.integration.github_rig import (
+    PASSWORD,
+    SLSA_V1,
+    USER,
+    Workflow,
+    attest,
+    auth_file,
+    js_verify,
+    provenance_statement,
+)
+from tests.integration.images import push_image
+from tests.integration.referrers_double import ReferrersDouble
+from tests.integration.registry_rig import RegistryInstance, corrupt_blob, registry_available, start_registry
+from tests.integration.sigstore_rig import SigstoreRig, require_rig, start_rig
+
+pytestmark = [pytest.mark.registry, pytest.mark.sigstore]
+
+ACME = Workflow()
+
+
+@pytest.fixture(scope="module")
+def gh_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryInstance]:
+    if not registry_available():
+        pytest.skip("docker-registry is not installed")
+    require_rig()
+    workdir = tmp_path_factory.mktemp("gh-registry")
+    with start_registry(workdir, htpasswd={USER: PASSWORD}) as instance:
+        # imgseal (in tests and in the CLI processes) reads the registry's credentials from here.
+        saved = os.environ.get("REGISTRY_AUTH_FILE")
+        os.environ["REGISTRY_AUTH_FILE"] = str(auth_file(workdir / "auth.json", instance.host))
+        try:
+            yield instance
+        finally:
+            if saved is None:
+                os.environ.pop("REGISTRY_AUTH_FILE", None)
+            else:
+                os.environ["REGISTRY_AUTH_FILE"] = saved
+
+
+@pytest.fixture(scope="module")
+def public_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigstoreRig]:
+    require_rig()
+    with start_rig(tmp_path_factory.mktemp("public-good"), issuer_org="sigstore.dev") as rig:
+        yield rig
+
+
+@pytest.fixture(scope="module")
+def roots(public_rig: SigstoreRig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `gh attestation trusted-root` prints: JSON lines, one trusted root per line."""
+    path = tmp_path_factory.mktemp("roots") / "trusted_root.jsonl"
+    path.write_text(json.dumps(json.loads(public_rig.trusted_root_path.read_text())) + "\n")
+    return path
+
+
+def _image(registry: RegistryInstance, repo: str, content: bytes | None = None) -> tuple[str, str]:
+    desc = push_image(registry.host, repo, content=content or repo.encode())
+    return f"{registry.host}/{repo}", str(desc.digest)
+
+
+def _verify(cli: Any, ref: str, roots: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    r = cli("verify-attestation", ref, "--trusted-root", str(roots), *args, "-o", "json",
+            env={"REGISTRY_AUTH_FILE": os.environ["REGISTRY_AUTH_FILE"]})
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        doc = {"stdout": r.stdout}
+    return r.code, doc, r.stderr
+
+
+@pytest.fixture(scope="module")
+def public_attested(gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                    tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
+    """One public-good attestation attached by @sigstore/oci through the tag fallback (no referrers API)."""
+    name, digest = _image(gh_registry, "gh/public")
+    out = attest(public_rig, ACME, provenance_statement(name, digest), tmp_path_factory.mktemp("att"),
+                 image=name, digest=digest, public_good=True)
+    return f"{name}@{digest}", digest, out.bundle_path
+
+
+def test_public_good_attestation_via_tag_fallback(cli, gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                                                  public_attested: tuple[str, str, Path], roots: Path) -> None:
+    ref, digest, bundle = public_attested
+    code, out, err = _verify(cli, ref, roots, "--github-owner", "acme")
+    assert code == 0, err
+    (verified,) = out["verified"]
+    assert verified["foundVia"] == "referrers-tag-index"
+    assert verified["trustDomain"] == "public-good"
+    assert verified["certificate"]["source_repository_owner_uri"] == "https://github.com/acme"
+    assert verified["statement"]["predicateType"] == SLSA_V1
+    assert "signer identity (SAN) must start with https://github.com/acme/" in out["policy"]
+    # The same bundle is accepted by sigstore-js with the public-good thresholds (log, SCT, time).
+    assert js_verify(bundle, public_rig.trusted_root_path, ACME, digest, github=False) == "OK"
+    # A tag resolves to the digest too, as gh's oci:// does.
+    code, out, err = _verify(cli, ref.split("@")[0] + ":v1", roots, "--github-repo", "acme/app")
+    assert code == 0, err
+
+
+# Each option once passing and once failing, on the one public-good attestation above.
+FLAG_CASES = [
+    (("--github-owner", "acme"), None),
+    (("--github-owner", "ACME"), None),  # GitHub names are case-insensitive (gh compares with EqualFold)
+    (("--github-owner", "other"), "github-signer"),
+    (("--github-repo", "acme/app"), None),
+    (("--github-repo", "acme/api"), "github-signer"),
+    (("--github-repo", "acme/api", "--signer-repo", "acme/app"), "github-repo"),
+    (("--github-owner", "acme", "--signer-repo", "acme/app"), None),
+    (("--github-owner", "acme", "--signer-repo", "acme/shared"), "github-signer"),
+    (("--github-owner", "acme", "--signer-workflow", "acme/app/.github/workflows/release.yml"), None),
+    (("--github-owner", "acme", "--signer-workflow", "github.com/acme/app/.github/workflows/release.yml"), None),
+    (("--github-owner", "acme", "--signer-workflow",
+      "acme/app/.github/workflows/release.yml@refs/heads/main"), None),
+    # cli/cli #9507: a prefix of the workflow path, or another ref, must not pass.
+    (("--github-owner", "acme", "--signer-workflow", "acme/app/.github/workflows/rel"), "github-signer"),
+    (("--github-owner", "acme", "--signer-workflow", "acme/app/.github/workflows/release.y.l"), "github-signer"),
+    (("--github-owner", "acme", "--signer-workflow",
+      "acme/app/.github/workflows/release.yml@refs/heads/dev"), "github-signer"),
+    (("--github-owner", "acme", "--source-ref", "refs/heads/main"), None),
+    (("--github-owner", "acme", "--source-ref", "refs/heads/dev"), "github-source-ref"),
+    (("--github-owner", "acme", "--source-digest", "a" * 40), None),
+    (("--github-owner", "acme", "--source-digest", "c" * 40), "github-source-digest"),
+    (("--github-owner", "acme", "--signer-digest", "b" * 40), None),
+    (("--github-owner", "acme", "--signer-digest", "c" * 40), "github-signer-digest"),
+    (("--github-owner", "acme", "--deny-self-hosted-runners"), None),
+    (("--github-owner", "acme", "--cert-oidc-issuer", "https://token.actions.githubusercontent.com"), None),
+    (("--github-owner", "acme", "--cert-oidc-issuer", "https://token.actions.githubusercontent.com/acme"),
+     "github-issuer"),
+    (("--github-owner", "acme", "--type", "https://spdx.dev/Document"), "no-attestations"),
+]
+
+
+@pytest.mark.parametrize(("args", "reason"), FLAG_CASES, ids=[" ".join(a) for a, _ in FLAG_CASES])
+def test_each_option_passes_and_fails(args: tuple[str, ...], reason: str | None,
+                                      public_attested: tuple[str, str, Path], gh_registry: RegistryInstance,
+                                      roots: Path) -> None:
+    """In-process (the CLI's own code path, minus process start-up) to keep the matrix fast."""
+    from typer.testing import CliRunner
+
+    from imgseal.cli.main import app
+
+    ref, _, _ = public_attested
+    result = CliRunner().invoke(app, ["verify-attestation", ref, "--trusted-root", str(roots), *args, "-o", "json"])
+    out = json.loads(result.stdout)
+    if reason is None:
+        assert result.exit_code == 0, out
+        assert out["ok"] is True
+    else:
+        assert result.exit_code == 1, out
+        assert out["reason"] == reason, out
+
+
+def test_self_hosted_runner_denied_only_when_asked(cli, gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                                                   roots: Path, tmp_path: Path) -> None:
+    name, digest = _image(gh_registry, "gh/selfhosted")
+    attest(public_rig, replace(ACME, runner_environment="self-hosted"), provenance_statement(name, digest), tmp_path,
+           image=name, digest=digest, public_good=True)
+    code, _, err = _verify(cli, f"{name}@{digest}", roots, "--github-owner", "acme")
+    assert code == 0, err
+    code, out, _ = _verify(cli, f"{name}@{digest}", roots, "--github-owner", "acme", "--deny-self-hosted-runners")
+    assert code == 1 and out["reason"] == "github-runner", out
+    assert "self-hosted" in out["rejected"][0]["message"]
+
+
+def test_reusable_workflow_needs_signer_repo(cli, gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                                             roots: Path, tmp_path: Path) -> None:
+    """A reusable workflow in acme/shared signs for acme/app: the default SAN check (the source
+    repository) fails, --signer-repo / --signer-workflow name the signer (gh's reusable-workflow case)."""
+    name, digest = _image(gh_registry, "gh/reusable")
+    wf = replace(ACME, signer_repository="acme/shared", workflow=".github/workflows/build.yml")
+    attest(public_rig, wf, provenance_statement(name, digest), tmp_path, image=name, digest=digest, public_good=True)
+    ref = f"{name}@{digest}"
+    code, out, _ = _verify(cli, ref, roots, "--github-repo", "acme/app")
+    assert code == 1 and out["reason"] == "github-signer", out
+    code, _, err = _verify(cli, ref, roots, "--github-repo", "acme/app", "--signer-repo", "acme/shared")
+    assert code == 0, err
+    code, _, err = _verify(cli, ref, roots, "--github-repo", "acme/app", "--signer-workflow",
+                           "acme/shared/.github/workflows/build.yml")
+    assert code == 0, err
+
+
+def test_attestation_for_another_digest_or_a_blob_never_counts(cli, gh_registry: RegistryInstance,
+                                                               public_rig: SigstoreRig, roots: Path,
+                                                               tmp_path: Path) -> None:
+    name, digest = _image(gh_registry, "gh/victim")
+    _, other = _image(gh_registry, "gh/victim", content=b"another build")
+    # A valid attestation about image B, attached beside image A.
+    attest(public_rig, ACME, provenance_statement(name, other), tmp_path, image=name, digest=digest,
+           public_good=True)
+    # An attestation about a release tarball (a blob), attached beside image A too.
+    blob = Digest.of(b"app-1.0.tar.gz contents")
+    attest(public_rig, ACME, provenance_statement("app-1.0.tar.gz", str(blob)), tmp_path, image=name, digest=digest,
+           public_good=True)
+    code, out, _ = _verify(cli, f"{name}@{digest}", roots, "--github-owner", "acme")
+    assert code == 1 and out["reason"] == "payload-digest-mismatch", out
+    assert len(out["rejected"]) == 2
+    # Image B itself has nothing attached: the bundle about it sits beside A only.
+    code, out, _ = _verify(cli, f"{name}@{other}", roots, "--github-owner", "acme")
+    assert code == 1 and out["reason"] == "no-attestations", out
+
+
+def test_tampered_bundle_layer_is_refused(cli, gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                                          roots: Path, tmp_path: Path) -> None:
+    name, digest = _image(gh_registry, "gh/tampered")
+    out = attest(public_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest,
+                 public_good=True)
+    ref = f"{name}@{digest}"
+    code, _, err = _verify(cli, ref, roots, "--github-owner", "acme")
+    assert code == 0, err
+    layer = Digest.of(out.bundle_path.read_bytes())
+    corrupt_blob(gh_registry.storage_dir, layer)
+    code, result, _ = _verify(cli, ref, roots, "--github-owner", "acme")
+    assert code == 1 and result["reason"] == "digest-mismatch", result
+
+
+def test_rewritten_statement_in_a_new_layer_is_refused(cli, gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                                                       roots: Path, tmp_path: Path) -> None:
+    """Someone who can push re-attaches the bundle with its statement edited (bytes and digest
+    consistent): the signature no longer verifies, and the untouched original still does."""
+    import base64
+
+    from imgseal import attach
+    from imgseal.manifest import Descriptor
+    from tests.integration.images import registry_store
+
+    name, digest = _image(gh_registry, "gh/rewritten")
+    out = attest(public_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest,
+                 public_good=True)
+    doc = out.bundle()
+    statement = json.loads(base64.b64decode(doc["dsseEnvelope"]["payload"]))
+    statement["predicate"]["runDetails"]["builder"]["id"] = "https://evil.example/builder"
+    doc["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    store = registry_store(gh_registry.host, "gh/rewritten")
+    manifest = store.get_manifest(Digest.parse(digest))
+    subject = Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+    attach.attach(store, subject, artifact_type=doc["mediaType"],
+                  layers=[attach.Layer(json.dumps(doc).encode(), doc["mediaType"])],
+                  annotations={"dev.sigstore.bundle.content": "dsse-envelope",
+                               "dev.sigstore.bundle.predicateType": SLSA_V1})
+    ref = f"{name}@{digest}"
+    code, result, err = _verify(cli, ref, roots, "--github-owner", "acme", "--builder-id",
+                                "https://evil.example/builder")
+    assert code == 1 and result["reason"] == "slsa-builder-id", result  # only the genuine one verified
+    assert any(r["reason"] == "signature" for r in result["rejected"]), result
+    code, result, err = _verify(cli, ref, roots, "--github-owner", "acme")
+    assert code == 0, err
+    assert len(result["verified"]) == 1 and len(result["rejected"]) == 1
+
+
+@pytest.fixture(scope="module")
+def gh_double(gh_registry: RegistryInstance) -> Iterator[ReferrersDouble]:
+    """The registry behind a referrers-API double: @sigstore/oci sees OCI-Subject and a 200 from its probe."""
+    double = ReferrersDouble(gh_registry.host).start()
+    saved = os.environ["REGISTRY_AUTH_FILE"]
+    os.environ["REGISTRY_AUTH_FILE"] = str(auth_file(Path(saved).with_name("auth-double.json"), double.host))
+    try:
+        yield double
+    finally:
+        os.environ["REGISTRY_AUTH_FILE"] = saved
+        double.stop()
+
+
+def test_referrers_api_attachment(cli, gh_double: ReferrersDouble, public_rig: SigstoreRig, roots: Path,
+                                  tmp_path: Path) -> None:
+    """With a referrers API, @sigstore/oci pushes the referrer only (no sha256-<hex> tag), and
+    imgseal finds it through the API."""
+    desc = push_image(gh_double.host, "gh/viaapi", content=b"referrers api")
+    name, digest = f"{gh_double.host}/gh/viaapi", str(desc.digest)
+    attest(public_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest,
+           public_good=True)
+    assert not any(r.startswith("PUT") and "/manifests/sha256-" in r for r in gh_double.requests_seen)
+    code, out, err = _verify(cli, f"{name}@{digest}", roots, "--github-repo", "acme/app")
+    assert code == 0, err
+    assert out["verified"][0]["foundVia"] == "referrers-api"
