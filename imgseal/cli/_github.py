@@ -91,7 +91,9 @@ def _run(reference: str, type_: str | None, opts: GithubOptions, given: list[str
     if ref.digest is None:
         err(f"resolved {ref} to {pinned}")
     passed: list[GithubVerified] = []
-    outcome = examine_attestations(store, manifest.digest, attach.discover(store, manifest.digest),
+    # actions/attest writes bundle referrers only: cosign's legacy .sig/.att tags are not read.
+    found = attach.discover(store, manifest.digest, include_legacy=False)
+    outcome = examine_attestations(store, manifest.digest, found,
                                    predicate_type=policy.predicate_type, keys={}, slsa_checks=slsa,
                                    where=conditions, bundle_verifier=github_bundle_verifier(policy, trust, passed))
     state["verified"] = []
