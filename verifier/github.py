@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Final, Literal
@@ -473,9 +473,3 @@ def github_bundle_verifier(policy: GithubPolicy, trust: GithubTrust,
         return f"{workflow} ({result.domain})", result.statement
 
     return verify
-
-
-def reason_priority() -> Sequence[str]:
-    """GitHub claim failures of a verified certificate: reported before signature failures."""
-    return ("github-owner", "github-repo", "github-signer", "github-issuer", "github-runner", "github-source-ref",
-            "github-source-digest", "github-signer-digest", "github-trust-domain", "github-bundle-version")
