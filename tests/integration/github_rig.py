@@ -133,10 +133,10 @@ def attest(rig: SigstoreRig, workflow: Workflow, statement: dict[str, Any], work
     return Attested(Path(out["bundle"]), attached["digest"] if attached else None)
 
 
-def auth_file(path: Path, host: str) -> Path:
+def auth_file(path: Path, *hosts: str) -> Path:
     """A containers auth.json for the rig's registry (imgseal reads it through REGISTRY_AUTH_FILE)."""
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    path.write_text(json.dumps({"auths": {host: {"auth": token}}}))
+    path.write_text(json.dumps({"auths": {host: {"auth": token} for host in hosts}}))
     return path
 
 

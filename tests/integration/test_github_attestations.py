@@ -269,7 +269,8 @@ def gh_double(gh_registry: RegistryInstance) -> Iterator[ReferrersDouble]:
     """The registry behind a referrers-API double: @sigstore/oci sees OCI-Subject and a 200 from its probe."""
     double = ReferrersDouble(gh_registry.host).start()
     saved = os.environ["REGISTRY_AUTH_FILE"]
-    os.environ["REGISTRY_AUTH_FILE"] = str(auth_file(Path(saved).with_name("auth-double.json"), double.host))
+    os.environ["REGISTRY_AUTH_FILE"] = str(auth_file(Path(saved).with_name("auth-double.json"), double.host,
+                                                     gh_registry.host))
     try:
         yield double
     finally:
@@ -289,3 +290,90 @@ def test_referrers_api_attachment(cli, gh_double: ReferrersDouble, public_rig: S
     code, out, err = _verify(cli, f"{name}@{digest}", roots, "--github-repo", "acme/app")
     assert code == 0, err
     assert out["verified"][0]["foundVia"] == "referrers-api"
+
+
+# --- GitHub's own instance: Fulcio and a TSA, no log, no CT log ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def github_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigstoreRig]:
+    require_rig()
+    with start_rig(tmp_path_factory.mktemp("github"), issuer_org="GitHub, Inc.", rekor=False, ctlog=False) as rig:
+        yield rig
+
+
+@pytest.fixture(scope="module")
+def both_roots(public_rig: SigstoreRig, github_rig: SigstoreRig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("roots") / "trusted_root.jsonl"
+    path.write_text("".join(json.dumps(json.loads(r.trusted_root_path.read_text())) + "\n"
+                            for r in (public_rig, github_rig)))
+    return path
+
+
+def test_github_instance_attestation(cli, gh_registry: RegistryInstance, github_rig: SigstoreRig, roots: Path,
+                                     both_roots: Path, tmp_path: Path) -> None:
+    root = json.loads(github_rig.trusted_root_path.read_text())
+    assert root["tlogs"] == [] and root["ctlogs"] == []  # GitHub's root lists no log
+    name, digest = _image(gh_registry, "gh/private")
+    out = attest(github_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest)
+    bundle = out.bundle()
+    assert "tlogEntries" not in bundle["verificationMaterial"] or not bundle["verificationMaterial"]["tlogEntries"]
+    assert bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    ref = f"{name}@{digest}"
+    code, result, err = _verify(cli, ref, both_roots, "--github-repo", "acme/app", "--source-ref", "refs/heads/main",
+                                "--deny-self-hosted-runners")
+    assert code == 0, err
+    (verified,) = result["verified"]
+    assert verified["trustDomain"] == "github" and verified["foundVia"] == "referrers-tag-index"
+    assert verified["certificate"]["source_repository_visibility_at_signing"] == "private"
+    # sigstore-js agrees with GitHub's thresholds: a timestamp, no log, no SCT.
+    assert js_verify(out.bundle_path, github_rig.trusted_root_path, ACME, digest, github=True) == "OK"
+    # Claims are checked as for public good.
+    code, result, _ = _verify(cli, ref, both_roots, "--github-repo", "acme/app", "--source-ref", "refs/tags/v1")
+    assert code == 1 and result["reason"] == "github-source-ref", result
+    # Without GitHub's root (only the public-good one), it cannot be trusted, and the error says how.
+    code, result, err = _verify(cli, ref, roots, "--github-repo", "acme/app")
+    assert code == 1 and result["reason"] == "github-trust-domain", result
+    assert "trust update --github" in err
+    # Nor with the embedded public-good root alone (no --trusted-root).
+    r = cli("verify-attestation", ref, "--github-repo", "acme/app", "-o", "json",
+            env={"REGISTRY_AUTH_FILE": os.environ["REGISTRY_AUTH_FILE"]})
+    assert r.code == 1 and json.loads(r.stdout)["reason"] == "github-trust-domain", r.stdout
+
+
+def test_github_instance_through_the_referrers_api(cli, gh_double: ReferrersDouble, github_rig: SigstoreRig,
+                                                   both_roots: Path, tmp_path: Path) -> None:
+    desc = push_image(gh_double.host, "gh/private-api", content=b"private via api")
+    name, digest = f"{gh_double.host}/gh/private-api", str(desc.digest)
+    attest(github_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest)
+    code, out, err = _verify(cli, f"{name}@{digest}", both_roots, "--github-owner", "acme")
+    assert code == 0, err
+    assert out["verified"][0]["foundVia"] == "referrers-api" and out["verified"][0]["trustDomain"] == "github"
+
+
+def test_certificates_from_the_other_trust_domain(cli, gh_registry: RegistryInstance, public_rig: SigstoreRig,
+                                                  github_rig: SigstoreRig, both_roots: Path,
+                                                  tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """The domain's rules cannot be dodged: a public-good certificate without a log entry is
+    refused (public good needs one), and a GitHub-instance certificate from another CA than
+    the root's (an impostor instance naming itself "GitHub, Inc.") does not chain."""
+    name, digest = _image(gh_registry, "gh/domains")
+    # sigstore.dev certificate, timestamp only (as GitHub's instance signs): no log entry.
+    attest(public_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest)
+    code, out, _ = _verify(cli, f"{name}@{digest}", both_roots, "--github-owner", "acme")
+    assert code == 1 and out["reason"] == "tlog-missing", out
+    with start_rig(tmp_path_factory.mktemp("impostor"), issuer_org="GitHub, Inc.", rekor=False,
+                   ctlog=False) as impostor:
+        name2, digest2 = _image(gh_registry, "gh/impostor")
+        attest(impostor, ACME, provenance_statement(name2, digest2), tmp_path, image=name2, digest=digest2)
+        impostor_root = json.loads(impostor.trusted_root_path.read_text())
+    ref2 = f"{name2}@{digest2}"
+    code, out, _ = _verify(cli, ref2, both_roots, "--github-owner", "acme")
+    assert code == 1 and out["reason"] == "timestamp", out  # its TSA is not GitHub's either
+    # Even with the impostor's TSA trusted, its certificate does not chain to GitHub's CA.
+    mixed = json.loads(github_rig.trusted_root_path.read_text())
+    mixed["timestampAuthorities"] = impostor_root["timestampAuthorities"]
+    mixed_roots = tmp_path / "mixed.jsonl"
+    mixed_roots.write_text(json.dumps(mixed) + "\n")
+    code, out, _ = _verify(cli, ref2, mixed_roots, "--github-owner", "acme")
+    assert code == 1 and out["reason"] == "certificate-chain", out
