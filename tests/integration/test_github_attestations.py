@@ -377,3 +377,45 @@ def test_certificates_from_the_other_trust_domain(cli, gh_registry: RegistryInst
     mixed_roots.write_text(json.dumps(mixed) + "\n")
     code, out, _ = _verify(cli, ref2, mixed_roots, "--github-owner", "acme")
     assert code == 1 and out["reason"] == "certificate-chain", out
+
+
+def test_gate_github_requirement(cli, gh_registry: RegistryInstance, github_rig: SigstoreRig, both_roots: Path,
+                                 tmp_path: Path) -> None:
+    """The same checks as a deploy-gate requirement; policy check and explain show them."""
+    from tests.integration.test_gate import deployment
+
+    good_name, good = _image(gh_registry, "gh/gate-good")
+    bad_name, bad = _image(gh_registry, "gh/gate-bad")
+    attest(github_rig, ACME, provenance_statement(good_name, good), tmp_path, image=good_name, digest=good)
+    attest(github_rig, replace(ACME, runner_environment="self-hosted"), provenance_statement(bad_name, bad), tmp_path,
+           image=bad_name, digest=bad)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"""\
+version: 1
+rules:
+  - name: r
+    match: ["{gh_registry.host}/gh/gate-*"]
+    trusted_root: {both_roots}
+    require:
+      github:
+        repo: acme/app
+        signer_workflow: acme/app/.github/workflows/release.yml
+        source_ref: refs/heads/main
+        deny_self_hosted_runners: true
+        predicate_type: slsaprovenance1
+""")
+    env = {"REGISTRY_AUTH_FILE": os.environ["REGISTRY_AUTH_FILE"]}
+    r = cli("policy", "check", str(policy), env=env)
+    assert r.code == 0, r.stderr
+    r = cli("policy", "explain", str(policy), f"{good_name}:v1", env=env)
+    assert r.code == 0, r.stderr
+    assert "github attestation: OIDC issuer must be https://token.actions.githubusercontent.com" in r.stdout + r.stderr
+    assert "runner environment must be github-hosted" in r.stdout + r.stderr
+    (tmp_path / "deploy.yaml").write_text(deployment(f"{good_name}:v1", f"{bad_name}:v1"))
+    r = cli("gate", "--policy", str(policy), str(tmp_path / "deploy.yaml"), "--no-cache", "-o", "json", env=env)
+    results = {x["image"]: x for x in json.loads(r.stdout)["results"]}
+    assert results[f"{good_name}:v1"]["decision"] == "allow", results
+    denied = results[f"{bad_name}:v1"]
+    assert denied["decision"] == "deny" and denied["reason"] == "github-runner", denied
+    assert "github:" in denied["message"], denied
+    assert r.code == 1
