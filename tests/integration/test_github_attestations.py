@@ -419,3 +419,20 @@ rules:
     assert denied["decision"] == "deny" and denied["reason"] == "github-runner", denied
     assert "github:" in denied["message"], denied
     assert r.code == 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--github-owner", "acme", "--key", "k.pub"), "cannot be combined with --key"),
+    (("--github-owner", "acme", "--certificate-identity", "x"), "cannot be combined with --certificate-identity"),
+    (("--signer-repo", "acme/app"), "needs --github-owner ORG or --github-repo"),
+    (("--github-owner", "acme", "--github-repo", "acme/app"), "exactly one of --github-owner"),
+    (("--github-repo", "acme"), "--github-repo must be OWNER/REPO"),
+    (("--github-owner", "acme", "--signer-repo", "a/b", "--signer-workflow", "a/b/c.yml"), "not both"),
+    (("--github-owner", "acme", "--source-digest", "xyz"), "--source-digest must be"),
+    (("--github-owner", "acme", "--cert-oidc-issuer", "http://x"), "must be an https:// URL"),
+])
+def test_usage_errors_before_any_network(cli, args: tuple[str, ...], needle: str) -> None:
+    r = cli("verify-attestation", "127.0.0.1:9/never/contacted:v1", *args)
+    assert r.code == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith("imgseal: error: ") and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
