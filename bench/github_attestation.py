@@ -55,29 +55,35 @@ def main() -> dict[str, float]:
                     "acme/app", "--trusted-root", str(roots)]
             peer = [sys.executable, "-m", "bench.gh_peer", reg.host, "bench/app", digest, "acme/app",
                     str(public.trusted_root_path), f"{USER}:{PASSWORD}"]
-            t_ours, t_peer = interleaved_medians([ours, peer])
-            print("GitHub artifact attestation (public-good trust domain), median of 10 interleaved "
-                  "whole-process runs on a loopback registry:")
-            print(f"  imgseal verify-attestation --github-repo   {t_ours * 1000:7.1f} ms (target < "
-                  f"{TARGET_S * 1000:.0f} ms)")
-            print(f"  sigstore-python + gh's checks (gh_peer)     {t_peer * 1000:7.1f} ms")
-            print(f"  ratio imgseal / sigstore-python             {t_ours / t_peer:7.2f}")
-            results.update(public_good_s=t_ours, sigstore_python_s=t_peer, ratio=t_ours / t_peer)
-
+            floor = [sys.executable, "-c", "pass"]
             name2 = f"{reg.host}/bench/private"
             digest2 = str(push_image(reg.host, "bench/private", content=b"private").digest)
             attest(github, Workflow(), provenance_statement(name2, digest2), root / "att2", image=name2,
                    digest=digest2)
             ours2 = [sys.executable, "-m", "imgseal", "verify-attestation", f"{name2}@{digest2}", "--github-repo",
                      "acme/app", "--trusted-root", str(roots)]
+            commands = [ours, peer, floor]
             probe = subprocess.run(ours2, capture_output=True, text=True, check=False)
-            if probe.returncode != 0:
-                print(f"  GitHub's instance (signed timestamp, no log): not verified: {probe.stderr.strip()[:200]}")
-            else:
-                (t_gh,) = interleaved_medians([ours2])
-                print(f"  imgseal on GitHub's instance (timestamp, no log) {t_gh * 1000:5.1f} ms; sigstore-python: "
+            if probe.returncode == 0:
+                commands.append(ours2)
+            medians = interleaved_medians(commands)
+            t_ours, t_peer, t_floor = medians[:3]
+            print("GitHub artifact attestation, median of 10 interleaved whole-process runs on a loopback registry:")
+            print("  public good (log entry, SCT):")
+            print(f"    imgseal verify-attestation --github-repo  {t_ours * 1000:7.1f} ms (target < "
+                  f"{TARGET_S * 1000:.0f} ms)")
+            print(f"    sigstore-python + gh's checks (gh_peer)    {t_peer * 1000:7.1f} ms")
+            print(f"    ratio imgseal / sigstore-python            {t_ours / t_peer:7.2f}")
+            results.update(public_good_s=t_ours, sigstore_python_s=t_peer, ratio=t_ours / t_peer, floor_s=t_floor)
+            if probe.returncode == 0:
+                results["github_s"] = medians[3]
+                print("  GitHub's instance (signed timestamp, no log):")
+                print(f"    imgseal verify-attestation --github-repo  {medians[3] * 1000:7.1f} ms; sigstore-python: "
                       "no peer (its Bundle requires a log entry)")
-                results["github_s"] = t_gh
+            else:
+                print(f"  GitHub's instance: not verified: {probe.stderr.strip()[:200]}")
+            print(f"  python -c pass (the interpreter floor)       {t_floor * 1000:7.1f} ms; load average "
+                  f"{os.getloadavg()[0]:.1f}")
     return results
 
 
