@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
                                                     "(metadata at URL/, targets at URL/targets/).")] = None,
         tuf_root: Annotated[Path | None, typer.Option("--tuf-root", dir_okay=False, help="With --tuf-url: the "
                                                       "trusted root.json of that repository.")] = None,
+        trust_domain: Annotated[str | None, typer.Option("--trust-domain", help="With --github: a GHE.com "
+                                                         "tenant's trust domain (target NAME.trusted_root.json).")]
+        = None,
         output_file: Annotated[Path | None, typer.Option(
             "--output", dir_okay=False, help="Write the trusted root here (default: stdout).")] = None,
     ) -> None:
@@ -59,8 +62,10 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("--tuf-url and --tuf-root apply with --github")
             if github and staging:
                 raise UsageError("give --github or --staging, not both")
+            if trust_domain is not None and not github:
+                raise UsageError("--trust-domain applies with --github")
             if github:
-                data, source = refresh_github_trusted_root(tuf_url, tuf_root)
+                data, source = refresh_github_trusted_root(tuf_url, tuf_root, trust_domain)
             else:
                 data, source = refresh_trusted_root(staging)
             if output_file is None:
@@ -113,14 +118,19 @@ GITHUB_TUF_URL = "https://tuf-repo.github.com"
 GITHUB_TRUSTED_ROOT_TARGET = "trusted_root.json"
 
 
-def refresh_github_trusted_root(url: str | None, root_file: Path | None) -> tuple[bytes, str]:
+def refresh_github_trusted_root(url: str | None, root_file: Path | None,
+                                trust_domain: str | None = None) -> tuple[bytes, str]:
     """GitHub's trusted root through TUF (python-tuf ngclient), as one compact JSON line.
+
+    ``trust_domain`` selects a GHE.com tenant's root, the target ``NAME.trusted_root.json``
+    (gh ``verification/sigstore.go`` newGitHubVerifier; gh asks GitHub's API for the name).
 
     A fresh metadata directory each run, bootstrapped from the embedded (or given) root:
     every newer root version is fetched and verified on the way, and the timestamp,
     snapshot and targets metadata must be unexpired and signed by their roles' keys.
     """
     import json
+    import re
     import tempfile
     from importlib import resources
 
@@ -128,6 +138,12 @@ def refresh_github_trusted_root(url: str | None, root_file: Path | None) -> tupl
     from verifier.sigstore.trust import parse_trusted_root
 
     base = (url or GITHUB_TUF_URL).rstrip("/")
+    target = GITHUB_TRUSTED_ROOT_TARGET
+    if trust_domain is not None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", trust_domain):
+            raise InvalidInputError(f"--trust-domain must be a tenant trust-domain name, not {trust_domain[:80]!r}",
+                                    reason="tuf")
+        target = f"{trust_domain}.{GITHUB_TRUSTED_ROOT_TARGET}"
     if not base.startswith(("https://", "http://")):
         raise InvalidInputError(f"--tuf-url must be an http(s) URL, not {base[:80]!r}", reason="tuf")
     if root_file is not None:
@@ -151,9 +167,9 @@ def refresh_github_trusted_root(url: str | None, root_file: Path | None) -> tupl
             updater = Updater(metadata_dir=work, metadata_base_url=f"{base}/", target_dir=work,
                               target_base_url=f"{base}/targets/", bootstrap=bootstrap)
             updater.refresh()
-            info = updater.get_targetinfo(GITHUB_TRUSTED_ROOT_TARGET)
+            info = updater.get_targetinfo(target)
             if info is None:
-                raise tuf_errors.RepositoryError(f"the repository has no target {GITHUB_TRUSTED_ROOT_TARGET}")
+                raise tuf_errors.RepositoryError(f"the repository has no target {target}")
             data = Path(updater.download_target(info)).read_bytes()
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError, OSError, ValueError) as e:
             detail = " ".join(str(e).split())[:200]

@@ -88,3 +88,17 @@ def test_usage_and_unreachable(cli, tmp_path: Path) -> None:
     bad.write_text("{}")
     r = cli("trust", "update", "--github", "--tuf-url", "http://127.0.0.1:9", "--tuf-root", str(bad))
     assert r.code == 2 and "not TUF root metadata" in r.stderr, r.stderr
+
+
+def test_a_ghe_tenant_trust_domain_names_its_own_target(cli, repo: TufRepository, tmp_path: Path) -> None:
+    bootstrap = repo.init()
+    repo.publish(GITHUB_LIKE, name="acme.trusted_root.json")
+    r = _update(cli, repo, bootstrap, "--trust-domain", "acme")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads(GITHUB_LIKE)
+    r = _update(cli, repo, bootstrap)  # the default target is not there
+    assert r.code == 3 and "no target trusted_root.json" in r.stderr, r.stderr
+    r = _update(cli, repo, bootstrap, "--trust-domain", "../x")
+    assert r.code == 2
+    r = cli("trust", "update", "--trust-domain", "acme")
+    assert r.code == 2 and "applies with --github" in r.stderr

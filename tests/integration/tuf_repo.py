@@ -84,13 +84,13 @@ class TufRepository:
         self._write_root()
 
     def publish(self, target: bytes, *, timestamp_expires: datetime | None = None,
-                tamper_target: bool = False) -> None:
+                tamper_target: bool = False, name: str = TARGET) -> None:
         """Targets, snapshot and timestamp metadata for ``target`` (written under its hash)."""
         self.version += 1
-        info = TargetFile.from_data(TARGET, target, ["sha256"])
+        info = TargetFile.from_data(name, target, ["sha256"])
         stored = target + b" " if tamper_target else target
-        (self.directory / "targets" / f"{info.hashes['sha256']}.{TARGET}").write_bytes(stored)
-        targets = Metadata(Targets(version=self.version, expires=_in(days=30), targets={TARGET: info}))
+        (self.directory / "targets" / f"{info.hashes['sha256']}.{name}").write_bytes(stored)
+        targets = Metadata(Targets(version=self.version, expires=_in(days=30), targets={name: info}))
         self._sign_store(targets, "targets", f"{self.version}.targets.json")
         snapshot = Metadata(Snapshot(version=self.version, expires=_in(days=7),
                                      meta={"targets.json": MetaFile(version=self.version)}))
