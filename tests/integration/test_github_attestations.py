@@ -436,3 +436,32 @@ def test_usage_errors_before_any_network(cli, args: tuple[str, ...], needle: str
     assert r.code == 2, (r.stdout, r.stderr)
     assert r.stderr.startswith("imgseal: error: ") and needle in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def github_attested(gh_registry: RegistryInstance, github_rig: SigstoreRig,
+                    tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One attestation from GitHub's instance, attached through the tag fallback."""
+    name, digest = _image(gh_registry, "gh/private-matrix")
+    attest(github_rig, ACME, provenance_statement(name, digest), tmp_path_factory.mktemp("att-gh"), image=name,
+           digest=digest)
+    return f"{name}@{digest}"
+
+
+@pytest.mark.parametrize(("args", "reason"), FLAG_CASES, ids=[" ".join(a) for a, _ in FLAG_CASES])
+def test_each_option_on_githubs_instance(args: tuple[str, ...], reason: str | None, github_attested: str,
+                                         both_roots: Path) -> None:
+    """The same matrix on the other trust domain: the claims are checked alike."""
+    from typer.testing import CliRunner
+
+    from imgseal.cli.main import app
+
+    result = CliRunner().invoke(app, ["verify-attestation", github_attested, "--trusted-root", str(both_roots),
+                                      *args, "-o", "json"])
+    out = json.loads(result.stdout)
+    if reason is None:
+        assert result.exit_code == 0, out
+        assert out["verified"][0]["trustDomain"] == "github"
+    else:
+        assert result.exit_code == 1, out
+        assert out["reason"] == reason, out
