@@ -465,3 +465,18 @@ def test_each_option_on_githubs_instance(args: tuple[str, ...], reason: str | No
     else:
         assert result.exit_code == 1, out
         assert out["reason"] == reason, out
+
+
+def test_air_gapped_copy_verifies_offline(cli, gh_registry: RegistryInstance, github_attested: str,
+                                          both_roots: Path, tmp_path: Path) -> None:
+    """`imgseal copy` carries the attestation with its exact bytes into an OCI layout, where
+    verify-attestation needs neither the registry nor GitHub."""
+    env = {"REGISTRY_AUTH_FILE": os.environ["REGISTRY_AUTH_FILE"]}
+    layout = tmp_path / "layout"
+    r = cli("copy", github_attested, f"oci-layout:{layout}:v1", env=env)
+    assert r.code == 0, r.stderr
+    digest = github_attested.split("@", 1)[1]
+    r = cli("verify-attestation", f"oci-layout:{layout}@{digest}", "--github-repo", "acme/app",
+            "--trusted-root", str(both_roots), "-o", "json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["verified"][0]["trustDomain"] == "github"
