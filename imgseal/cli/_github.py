@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgseal.cli._common import OutputFormat, emit_json, err, fail, parse_ref, store_factory
+from imgseal.cli._common import OutputFormat, emit_json, err, fail, open_with_attachments, parse_ref, store_factory
 from imgseal.errors import Error, UsageError
 
 
@@ -41,12 +41,13 @@ def verify_github_attestation(reference: str, type_: str | None, opts: GithubOpt
                               others: list[str], *, builder_id: str | None, source_uri: str | None,
                               source_branch: str | None, source_tag: str | None, build_type: str | None,
                               where: list[str] | None, ca_file: Path | None, insecure_registry: list[str] | None,
-                              output: OutputFormat) -> None:
+                              attachments_repo: str | None, output: OutputFormat) -> None:
     state: dict[str, Any] = {}
     try:
         _run(reference, type_, opts, given, others, state, builder_id=builder_id, source_uri=source_uri,
              source_branch=source_branch, source_tag=source_tag, build_type=build_type, where=where,
-             ca_file=ca_file, insecure_registry=insecure_registry, output=output)
+             ca_file=ca_file, insecure_registry=insecure_registry, attachments_repo=attachments_repo,
+             output=output)
     except Error as e:
         state.setdefault("verified", [])
         state.setdefault("rejected", [])
@@ -56,7 +57,7 @@ def verify_github_attestation(reference: str, type_: str | None, opts: GithubOpt
 def _run(reference: str, type_: str | None, opts: GithubOptions, given: list[str], others: list[str],
          state: dict[str, Any], *, builder_id: str | None, source_uri: str | None, source_branch: str | None,
          source_tag: str | None, build_type: str | None, where: list[str] | None, ca_file: Path | None,
-         insecure_registry: list[str] | None, output: OutputFormat) -> None:
+         insecure_registry: list[str] | None, attachments_repo: str | None, output: OutputFormat) -> None:
     from imgseal import attach
     from imgseal.content import fetch_manifest
     from imgseal.intoto import resolve_predicate_type
@@ -84,16 +85,18 @@ def _run(reference: str, type_: str | None, opts: GithubOptions, given: list[str
     conditions = [parse_where(w) for w in where or []]
     trust = load_github_trust(opts.trusted_root)
     ref = parse_ref(reference)
-    store = store_factory(ca_file, insecure_registry).open(ref)
+    store, att_store = open_with_attachments(store_factory(ca_file, insecure_registry), ref, attachments_repo)
     manifest = fetch_manifest(store, ref.tag, ref.digest)
     pinned = ref.with_digest(manifest.digest).pinned()
     state.update(reference=pinned, digest=str(manifest.digest), predicateType=policy.predicate_type)
     if ref.digest is None:
         err(f"resolved {ref} to {pinned}")
+    if att_store is not store:
+        err(f"reading attachments from {att_store.location}")
     passed: list[GithubVerified] = []
     # actions/attest writes bundle referrers only: cosign's legacy .sig/.att tags are not read.
-    found = attach.discover(store, manifest.digest, include_legacy=False)
-    outcome = examine_attestations(store, manifest.digest, found,
+    found = attach.discover(att_store, manifest.digest, include_legacy=False)
+    outcome = examine_attestations(att_store, manifest.digest, found,
                                    predicate_type=policy.predicate_type, keys={}, slsa_checks=slsa,
                                    where=conditions, bundle_verifier=github_bundle_verifier(policy, trust, passed))
     state["verified"] = []

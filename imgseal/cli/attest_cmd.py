@@ -372,7 +372,8 @@ def verify_attestation(
         verify_github_attestation(reference, type_, opts, github_given, others, builder_id=builder_id,
                                   source_uri=source_uri, source_branch=source_branch, source_tag=source_tag,
                                   build_type=build_type, where=where, ca_file=ca_file,
-                                  insecure_registry=insecure_registry, output=output)
+                                  insecure_registry=insecure_registry, attachments_repo=attachments_repo,
+                                  output=output)
         return
 
     def run() -> None:

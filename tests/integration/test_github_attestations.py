@@ -480,3 +480,19 @@ def test_air_gapped_copy_verifies_offline(cli, gh_registry: RegistryInstance, gi
             "--trusted-root", str(both_roots), "-o", "json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["verified"][0]["trustDomain"] == "github"
+
+
+def test_attestations_kept_in_another_repository(cli, gh_registry: RegistryInstance, github_rig: SigstoreRig,
+                                                 both_roots: Path, tmp_path: Path) -> None:
+    """--attachments-repo (cosign's COSIGN_REPOSITORY) reads the referrers from another repository."""
+    name, digest = _image(gh_registry, "gh/mirrored", content=b"mirrored")
+    # The attestations live beside a copy of the image in another repository (a mirror).
+    sigs, same = _image(gh_registry, "gh/attestations", content=b"mirrored")
+    assert same == digest
+    attest(github_rig, ACME, provenance_statement(name, digest), tmp_path, image=sigs, digest=digest)
+    ref = f"{name}@{digest}"
+    code, out, _ = _verify(cli, ref, both_roots, "--github-repo", "acme/app")
+    assert code == 1 and out["reason"] == "no-attestations", out
+    code, out, err = _verify(cli, ref, both_roots, "--github-repo", "acme/app", "--attachments-repo", sigs)
+    assert code == 0, err
+    assert "reading attachments from" in err
