@@ -58,7 +58,7 @@ from imgseal.errors import InvalidInputError, UsageError, VerificationError
 from imgseal.intoto import SLSA_PROVENANCE_V1, Statement
 from imgseal.payloads import BundleSummary
 from verifier.image import check_bundle_statement
-from verifier.sigstore.bundle import VerifiedBundle, verify_bundle
+from verifier.sigstore.bundle import Thresholds, VerifiedBundle, verify_bundle
 from verifier.sigstore.certificate import KeylessPolicy, certificate_identities
 from verifier.sigstore.trust import TrustMaterial, load_trusted_root, parse_trusted_root
 
@@ -423,6 +423,9 @@ def verify_github_bundle(raw: bytes, digest: Digest, policy: GithubPolicy, trust
     needs = domain_requirements(domain, root)
     verified = verify_bundle(raw, policy=KeylessPolicy(identity_regexp=".*", issuer_regexp=".*"),
                              expect_dsse=True, trusted_root=root,
+                             thresholds=Thresholds(transparency_log=needs.transparency_log,
+                                                   signed_timestamps=needs.signed_timestamps,
+                                                   observer_timestamps=needs.observer_timestamps),
                              signed_certificate_timestamps=needs.signed_certificate_timestamps)
     claims = check_claims(cert, policy)
     if verified.payload is None or verified.payload_type is None:

@@ -23,7 +23,7 @@ from verifier.github import (
     trust_domain,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _utf8(text: str) -> bytes:
