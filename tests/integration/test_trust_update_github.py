@@ -71,7 +71,7 @@ def test_target_that_is_not_a_trusted_root_is_refused(cli, repo: TufRepository, 
     bootstrap = repo.init()
     repo.publish(b'{"mediaType": "something else"}')
     r = _update(cli, repo, bootstrap)
-    assert r.code == 2 and "not a valid trusted root" in r.stderr, r.stderr
+    assert r.code == 2 and "GitHub trusted root from" in r.stderr and "media type" in r.stderr, r.stderr
 
 
 def test_usage_and_unreachable(cli, tmp_path: Path) -> None:
