@@ -313,7 +313,7 @@ def both_roots(public_rig: SigstoreRig, github_rig: SigstoreRig, tmp_path_factor
 def test_github_instance_attestation(cli, gh_registry: RegistryInstance, github_rig: SigstoreRig, roots: Path,
                                      both_roots: Path, tmp_path: Path) -> None:
     root = json.loads(github_rig.trusted_root_path.read_text())
-    assert root["tlogs"] == [] and root["ctlogs"] == []  # GitHub's root lists no log
+    assert "tlogs" not in root and "ctlogs" not in root  # GitHub's root lists no log, as the real one
     name, digest = _image(gh_registry, "gh/private")
     out = attest(github_rig, ACME, provenance_statement(name, digest), tmp_path, image=name, digest=digest)
     bundle = out.bundle()

@@ -12,9 +12,9 @@ import pytest
 from tests.integration.tuf_repo import TufRepository
 
 ROOT = Path(__file__).resolve().parents[2]
-# A trusted root with no log, as GitHub's (its CA and TSA taken from the embedded staging root).
+# A trusted root with no log members at all, as GitHub's (CA and TSA taken from the embedded staging root).
 _STAGING = json.loads((ROOT / "verifier" / "data" / "trusted_root.staging.json").read_text())
-GITHUB_LIKE = json.dumps({"mediaType": _STAGING["mediaType"], "tlogs": [], "ctlogs": [],
+GITHUB_LIKE = json.dumps({"mediaType": _STAGING["mediaType"],
                           "certificateAuthorities": _STAGING["certificateAuthorities"],
                           "timestampAuthorities": _STAGING.get("timestampAuthorities", [])}, indent=2).encode()
 

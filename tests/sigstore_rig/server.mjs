@@ -634,7 +634,8 @@ async function main() {
   });
   const trustedRoot = {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: opts.rekor ? [tlogInstance(tlogKeys, url)] : [],
+    // GitHub's own root lists no tlogs and no ctlogs at all (protobuf JSON omits empty lists).
+    ...(opts.rekor ? { tlogs: [tlogInstance(tlogKeys, url)] } : {}),
     certificateAuthorities: [
       {
         subject: { organization: opts.issuerOrg, commonName: 'sigstore' },
@@ -643,7 +644,7 @@ async function main() {
         validFor,
       },
     ],
-    ctlogs: opts.ctlog ? [tlogInstance(ctKeys, url)] : [],
+    ...(opts.ctlog ? { ctlogs: [tlogInstance(ctKeys, url)] } : {}),
     timestampAuthorities: tsa
       ? [
           {
