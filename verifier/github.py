@@ -73,8 +73,9 @@ DEFAULT_PREDICATE_TYPE: Final = SLSA_PROVENANCE_V1
 
 TrustDomain = Literal["public-good", "github", "custom"]
 
-# GitHub names: owners are letters, digits and single hyphens; repositories also allow "." and "_".
-_OWNER: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+# GitHub names: owners are letters, digits and hyphens (Enterprise Managed Users add an
+# "_shortcode" suffix); repositories also allow "." and "_".
+_OWNER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _REPO_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _HEX_DIGEST: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # gh verify/policy.go hostRegex: a workflow value whose first segment has a dot names its host.

@@ -147,6 +147,13 @@ def test_bad_options_are_usage_errors(kw: dict[str, object]) -> None:
         GithubPolicy.create(**kw)  # type: ignore[arg-type]
 
 
+def test_enterprise_managed_user_owner() -> None:
+    policy = _policy(owner="octocat_acme")
+    cert = _cert(san="https://github.com/octocat_acme/app/.github/workflows/release.yml@refs/heads/main",
+                 **{"16": "https://github.com/octocat_acme"})
+    check_claims(cert, policy)
+
+
 def test_repo_sets_owner_and_describe_lists_the_criteria() -> None:
     policy = _policy(repo="acme/app", source_ref="refs/heads/main", deny_self_hosted_runners=True)
     assert policy.owner == "acme"
