@@ -172,12 +172,15 @@ class GithubPolicy:
     deny_self_hosted_runners: bool = False
     oidc_issuer: str = GITHUB_OIDC_ISSUER
     predicate_type: str = DEFAULT_PREDICATE_TYPE
+    certificate_identity: str | None = None
+    certificate_identity_regexp: str | None = None
 
     @classmethod
     def create(cls, *, owner: str | None = None, repo: str | None = None, signer_repo: str | None = None,
                signer_workflow: str | None = None, source_ref: str | None = None, source_digest: str | None = None,
                signer_digest: str | None = None, deny_self_hosted_runners: bool = False,
                oidc_issuer: str | None = None, predicate_type: str | None = None,
+               certificate_identity: str | None = None, certificate_identity_regexp: str | None = None,
                names: Callable[[str], str] = lambda field: field) -> GithubPolicy:
         """Build from options; ``names`` maps a field to the option name used in errors."""
         if (owner is None) == (repo is None):
@@ -190,9 +193,18 @@ class GithubPolicy:
         if not _OWNER.fullmatch(owner):
             raise UsageError(f"{names('owner')} {owner[:60]!r} is not a GitHub organisation or user name",
                              reason="github-options")
-        if signer_repo is not None and signer_workflow is not None:
-            raise UsageError(f"give {names('signer_repo')} or {names('signer_workflow')}, not both",
-                             reason="github-options")
+        signers = [names(n) for n, v in (("signer_repo", signer_repo), ("signer_workflow", signer_workflow),
+                                         ("certificate_identity", certificate_identity),
+                                         ("certificate_identity_regexp", certificate_identity_regexp)) if v is not None]
+        if len(signers) > 1:
+            # gh: --cert-identity, --cert-identity-regex, --signer-repo, --signer-workflow are exclusive.
+            raise UsageError(f"give one of {', '.join(signers)}, not several", reason="github-options")
+        if certificate_identity_regexp is not None:
+            try:
+                re.compile(certificate_identity_regexp)
+            except re.error as e:
+                raise UsageError(f"{names('certificate_identity_regexp')} is not a regular expression: {e}",
+                                 reason="github-options") from e
         if signer_repo is not None:
             _check_repo(signer_repo, names("signer_repo"))
         if signer_workflow is not None:
@@ -209,7 +221,8 @@ class GithubPolicy:
             raise UsageError(f"{names('oidc_issuer')} must be an https:// URL, not {issuer[:80]!r}",
                              reason="github-options")
         return cls(owner, repo, signer_repo, signer_workflow, source_ref, source_digest, signer_digest,
-                   deny_self_hosted_runners, issuer, predicate_type or DEFAULT_PREDICATE_TYPE)
+                   deny_self_hosted_runners, issuer, predicate_type or DEFAULT_PREDICATE_TYPE,
+                   certificate_identity, certificate_identity_regexp)
 
     @property
     def host(self) -> str:
@@ -230,6 +243,10 @@ class GithubPolicy:
         if self.signer_workflow:
             lines.append(f"signer workflow must be exactly {self._workflow_url()}"
                          + ("" if "@" in self.signer_workflow else " (at any ref)"))
+        elif self.certificate_identity is not None:
+            lines.append(f"signer identity (SAN) must be exactly {self.certificate_identity}")
+        elif self.certificate_identity_regexp is not None:
+            lines.append(f"signer identity (SAN) must match the whole of {self.certificate_identity_regexp}")
         else:
             signer = self.url(self.signer_repo or self.repo or self.owner)
             lines.append(f"signer identity (SAN) must start with {signer}/")
@@ -281,6 +298,13 @@ def check_claims(cert: x509.Certificate, policy: GithubPolicy) -> FulcioClaims:
         if not ok:
             raise VerificationError(f"signer workflow {', '.join(sans)[:200] or '(none)'} is not {want}"
                                     + ("" if "@" in policy.signer_workflow else "@<ref>"), reason="github-signer")
+    elif policy.certificate_identity is not None or policy.certificate_identity_regexp is not None:
+        # gh's --cert-identity / --cert-identity-regex; the regexp must match the whole SAN here
+        # (gh's is unanchored unless written with ^…$, the cli/cli #9507 trap).
+        exact, pattern = policy.certificate_identity, policy.certificate_identity_regexp
+        if not any(san == exact if exact is not None else re.fullmatch(pattern or "", san) for san in sans):
+            raise VerificationError(f"signer identity {', '.join(sans)[:200] or '(none)'} does not match "
+                                    f"{exact or pattern}", reason="github-signer")
     else:
         prefix = policy.url(policy.signer_repo or policy.repo or policy.owner).lower() + "/"
         if not any(san.lower().startswith(prefix) for san in sans):

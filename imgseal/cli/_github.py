@@ -28,12 +28,15 @@ class GithubOptions:
     deny_self_hosted_runners: bool
     oidc_issuer: str | None
     trusted_root: Path | None
+    certificate_identity: str | None = None
+    certificate_identity_regexp: str | None = None
 
 
 _OPTION_NAMES = {
     "owner": "--github-owner", "repo": "--github-repo", "signer_repo": "--signer-repo",
     "signer_workflow": "--signer-workflow", "source_ref": "--source-ref", "source_digest": "--source-digest",
     "signer_digest": "--signer-digest", "oidc_issuer": "--cert-oidc-issuer",
+    "certificate_identity": "--certificate-identity", "certificate_identity_regexp": "--certificate-identity-regexp",
 }
 
 
@@ -76,6 +79,7 @@ def _run(reference: str, type_: str | None, opts: GithubOptions, given: list[str
         source_ref=opts.source_ref, source_digest=opts.source_digest, signer_digest=opts.signer_digest,
         deny_self_hosted_runners=opts.deny_self_hosted_runners, oidc_issuer=opts.oidc_issuer,
         predicate_type=resolve_predicate_type(type_) if type_ is not None else None,
+        certificate_identity=opts.certificate_identity, certificate_identity_regexp=opts.certificate_identity_regexp,
         names=lambda name: _OPTION_NAMES.get(name, name))
     slsa = SlsaExpectations(builder_id, source_uri, source_branch, source_tag, build_type)
     if source_branch is not None and source_tag is not None:

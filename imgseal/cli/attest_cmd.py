@@ -347,7 +347,8 @@ def verify_attestation(
     --source-digest, --signer-digest, --deny-self-hosted-runners, --cert-oidc-issuer. The
     predicate type defaults to https://slsa.dev/provenance/v1; the trust domain follows the
     certificate's issuer (Sigstore public good: SCT, log entry and a verified time; GitHub's
-    instance: a signed timestamp, no log). --trusted-root takes one root or JSON lines of
+    instance: a signed timestamp, no log). There --certificate-identity[-regexp] act as gh's
+    --cert-identity[-regex] (the regexp matches the whole SAN). --trusted-root takes one root or JSON lines of
     roots (`gh attestation trusted-root`; GitHub's root via `imgseal trust update --github`).
     Prints the verified statements as JSON on stdout and a summary on stderr. Exit codes:
     0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
@@ -361,11 +362,12 @@ def verify_attestation(
     if github_given:
         from imgseal.cli._github import GithubOptions, verify_github_attestation
 
+        # --certificate-identity[-regexp] act as gh's --cert-identity[-regex] here.
         opts = GithubOptions(github_owner, github_repo, signer_repo, signer_workflow, source_ref, source_digest,
-                             signer_digest, deny_self_hosted_runners, cert_oidc_issuer, trusted_root)
+                             signer_digest, deny_self_hosted_runners, cert_oidc_issuer, trusted_root,
+                             identity, identity_regexp)
         others = [name for name, value in (
-            ("--key", key), ("--certificate-identity", identity), ("--certificate-identity-regexp", identity_regexp),
-            ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
+            ("--key", key), ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
             ("--certificate-github-workflow-repository", gh_repository), ("--certificate-github-workflow-ref", gh_ref),
             ("--certificate-github-workflow-trigger", gh_trigger), ("--certificate-github-workflow-sha", gh_sha),
             ("--staging", staging or None)) if value]

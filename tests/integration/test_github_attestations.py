@@ -140,6 +140,14 @@ FLAG_CASES = [
     (("--github-owner", "acme", "--signer-digest", "b" * 40), None),
     (("--github-owner", "acme", "--signer-digest", "c" * 40), "github-signer-digest"),
     (("--github-owner", "acme", "--deny-self-hosted-runners"), None),
+    # gh's --cert-identity / --cert-identity-regex (here the regexp must match the whole SAN).
+    (("--github-owner", "acme", "--certificate-identity",
+      "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"), None),
+    (("--github-owner", "acme", "--certificate-identity",
+      "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/dev"), "github-signer"),
+    (("--github-owner", "acme", "--certificate-identity-regexp",
+      r"https://github\.com/acme/app/\.github/workflows/release\.yml@refs/(heads/main|tags/v.*)"), None),
+    (("--github-owner", "acme", "--certificate-identity-regexp", "https://github.com/acme/"), "github-signer"),
     (("--github-owner", "acme", "--cert-oidc-issuer", "https://token.actions.githubusercontent.com"), None),
     (("--github-owner", "acme", "--cert-oidc-issuer", "https://token.actions.githubusercontent.com/acme"),
      "github-issuer"),
@@ -423,11 +431,13 @@ rules:
 
 @pytest.mark.parametrize(("args", "needle"), [
     (("--github-owner", "acme", "--key", "k.pub"), "cannot be combined with --key"),
-    (("--github-owner", "acme", "--certificate-identity", "x"), "cannot be combined with --certificate-identity"),
+    (("--github-owner", "acme", "--certificate-oidc-issuer", "x"), "cannot be combined with --certificate-oidc-issuer"),
+    (("--github-owner", "acme", "--certificate-identity", "x", "--signer-repo", "a/b"), "not several"),
+    (("--github-owner", "acme", "--certificate-identity-regexp", "("), "not a regular expression"),
     (("--signer-repo", "acme/app"), "needs --github-owner ORG or --github-repo"),
     (("--github-owner", "acme", "--github-repo", "acme/app"), "exactly one of --github-owner"),
     (("--github-repo", "acme"), "--github-repo must be OWNER/REPO"),
-    (("--github-owner", "acme", "--signer-repo", "a/b", "--signer-workflow", "a/b/c.yml"), "not both"),
+    (("--github-owner", "acme", "--signer-repo", "a/b", "--signer-workflow", "a/b/c.yml"), "not several"),
     (("--github-owner", "acme", "--source-digest", "xyz"), "--source-digest must be"),
     (("--github-owner", "acme", "--cert-oidc-issuer", "http://x"), "must be an https:// URL"),
 ])

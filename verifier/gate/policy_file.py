@@ -124,7 +124,8 @@ _RULE_KEYS: Final = (frozenset({"name", "match", "mode", "on_error", "allow", "d
 _REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation", "github"})
 _NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
 _GITHUB_KEYS: Final = ("owner", "repo", "signer_repo", "signer_workflow", "source_ref", "source_digest",
-                       "signer_digest", "deny_self_hosted_runners", "oidc_issuer", "predicate_type")
+                       "signer_digest", "deny_self_hosted_runners", "oidc_issuer", "predicate_type",
+                       "certificate_identity", "certificate_identity_regexp")
 #: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
 MAX_TRUST_STORE_FILES: Final = 1000
 MAX_TRUST_STORE_BYTES: Final = 16 << 20

@@ -104,6 +104,10 @@ def test_a_claim_that_is_not_utf8string_fails_closed() -> None:
     ({"source_ref": "refs/tags/v1"}, {}, "github-source-ref"),
     ({"source_digest": "a" * 40}, {}, None),
     ({"signer_digest": "c" * 40}, {}, "github-signer-digest"),
+    ({"certificate_identity": "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"}, {},
+     None),
+    ({"certificate_identity_regexp": "https://github.com/acme/app/.*"}, {}, None),
+    ({"certificate_identity_regexp": "https://github.com/acme/app"}, {}, "github-signer"),  # whole SAN only
 ])
 def test_check_claims(kw: dict[str, object], cert_kw: dict[str, str], reason: str | None) -> None:
     policy = _policy(**kw)

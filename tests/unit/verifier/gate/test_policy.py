@@ -404,6 +404,7 @@ def test_github_requirement_loads(policy_dir: Path) -> None:
     ("        owner: acme\n        deny_self_hosted_runners: maybe", "deny_self_hosted_runners", 8),
     ("        owner: acme\n        colour: blue", "colour", 8),
     ("        owner: acme\n        predicate_type: nonsense", "predicate", 8),
+    ("        owner: acme\n        certificate_identity_regexp: '('", "regular expression", 8),
 ])
 def test_github_requirement_errors_name_their_line(policy_dir: Path, body: str, needle: str, line: int) -> None:
     found = issues(policy_dir, GITHUB_RULE.format(body=body))
