@@ -52,7 +52,7 @@ lint: install
 test: install system-deps node-deps lint
 	$(BIN)/python -m pytest -q --durations=15
 
-bench: install system-deps
+bench: install system-deps node-deps
 	@command -v skopeo >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq skopeo; }
 	$(BIN)/python -m bench

@@ -14,6 +14,9 @@
    (skipped without softhsm2).
 7. The admission webhook, warm 5-image Pods serial and at 32 concurrent, and a cold burst of
    100 images, beside ``main``'s webhook in the same run: :mod:`bench.webhook`.
+8. ``imgseal verify-attestation --github-repo`` on one GitHub-style attestation (whole
+   process; target < 0.3 s) beside sigstore-python doing gh's checks on the same bundle:
+   :mod:`bench.github_attestation`.
 Also :mod:`bench.naive_race`: what a cosign-style referrers-index read-modify-write loses.
 
 ``IMGSEAL_BENCH_MIB`` sets the layer size (default 1024).
@@ -102,6 +105,9 @@ def main() -> None:
         from bench import webhook
 
         webhook.main([])  # 7. webhook: >= 400 req/s and p99 < 50 ms at 32 concurrent; cold 100 images < 8 s
+        from bench import github_attestation
+
+        github_attestation.main()  # 8. GitHub artifact attestation vs sigstore-python + gh's checks
 
 
 if __name__ == "__main__":

@@ -72,8 +72,12 @@ Rekor bundle, timestamp) and returns the signer identity. The statement is check
 REASON_PRIORITY = (
     "slsa-builder-id", "slsa-source-uri", "slsa-source-branch", "slsa-source-tag", "slsa-build-type",
     "slsa-subject", "slsa-malformed", "slsa-predicate-type", "where-condition",
+    # GitHub artifact attestations (verifier.github): a verified certificate's claims failed.
+    "github-owner", "github-repo", "github-signer", "github-issuer", "github-runner", "github-source-ref",
+    "github-source-digest", "github-signer-digest",
     "payload-digest-mismatch", "predicate-type", "payload-type", "invalid-statement",
-    "invalid-dsse-envelope", "key-retired", "tlog-missing", "timestamp", "no-matching-signature", "keyless",
+    "invalid-dsse-envelope", "key-retired", "tlog-missing", "timestamp", "no-matching-signature",
+    "github-trust-domain", "github-bundle-version", "keyless",
 )
 
 

@@ -264,9 +264,33 @@ def provenance(
     guarded(run)
 
 
+GithubOwnerOption = Annotated[str | None, typer.Option(
+    "--github-owner", help="GitHub artifact attestation: the organisation or user that owns the source repository "
+    "(gh attestation verify --owner); the signer workflow must be one of its repositories'.")]
+GithubRepoOption = Annotated[str | None, typer.Option(
+    "--github-repo", help="GitHub artifact attestation: the source repository OWNER/REPO (gh --repo).")]
+SignerRepoOption = Annotated[str | None, typer.Option(
+    "--signer-repo", help="GitHub: the repository OWNER/REPO of the reusable workflow that signed.")]
+SignerWorkflowOption = Annotated[str | None, typer.Option(
+    "--signer-workflow", help="GitHub: the workflow that signed, [HOST/]OWNER/REPO/.github/workflows/F.yml[@REF]; "
+    "a literal path matched whole (any ref unless @REF is given), never a regexp.")]
+SourceRefOption = Annotated[str | None, typer.Option(
+    "--source-ref", help="GitHub: the source ref built, e.g. refs/heads/main or refs/tags/v1.2.0.")]
+SourceDigestOption = Annotated[str | None, typer.Option(
+    "--source-digest", help="GitHub: the source commit built (hex).")]
+SignerDigestOption = Annotated[str | None, typer.Option(
+    "--signer-digest", help="GitHub: the commit of the signer workflow (hex).")]
+DenySelfHostedOption = Annotated[bool, typer.Option(
+    "--deny-self-hosted-runners", help="GitHub: refuse attestations made on self-hosted runners.")]
+CertOidcIssuerOption = Annotated[str | None, typer.Option(
+    "--cert-oidc-issuer", help="GitHub: the OIDC issuer (default https://token.actions.githubusercontent.com; "
+    "GHE.com tenants https://token.actions.TENANT.ghe.com).")]
+
+
 def verify_attestation(
     reference: Annotated[str, typer.Argument(help="Image reference (a tag is resolved and the digest printed).")],
-    type_: Annotated[str, typer.Option("--type", help=TYPE_HELP)] = "custom",
+    type_: Annotated[str | None, typer.Option("--type", help=TYPE_HELP + " Default: custom, or slsaprovenance1 "
+                                              "with --github-owner/--github-repo.")] = None,
     key: Annotated[list[str] | None, typer.Option(
         "--key", help="Trusted public key: path, env://VAR or a pkcs11: URI (repeatable).")]
     = None,
@@ -289,6 +313,15 @@ def verify_attestation(
     gh_ref: GithubRefOption = None,
     gh_trigger: GithubTriggerOption = None,
     gh_sha: GithubShaOption = None,
+    github_owner: GithubOwnerOption = None,
+    github_repo: GithubRepoOption = None,
+    signer_repo: SignerRepoOption = None,
+    signer_workflow: SignerWorkflowOption = None,
+    source_ref: SourceRefOption = None,
+    source_digest: SourceDigestOption = None,
+    signer_digest: SignerDigestOption = None,
+    deny_self_hosted_runners: DenySelfHostedOption = False,
+    cert_oidc_issuer: CertOidcIssuerOption = None,
     trusted_root: TrustedRootOption = None,
     staging: StagingOption = False,
     require_tlog: RequireTlogOption = False,
@@ -309,10 +342,41 @@ def verify_attestation(
     Witnessed key bundles are verified against the trusted root; --require-tlog /
     --require-timestamp count only key attestations that carry a log entry / timestamp.
     Both Sigstore bundle referrers and cosign's legacy .att layers (key or keyless) are read.
+    GitHub artifact attestations (actions/attest, gh attestation verify): give --github-owner
+    ORG or --github-repo OWNER/REPO, optionally --signer-repo/--signer-workflow, --source-ref,
+    --source-digest, --signer-digest, --deny-self-hosted-runners, --cert-oidc-issuer. The
+    predicate type defaults to https://slsa.dev/provenance/v1; the trust domain follows the
+    certificate's issuer (Sigstore public good: SCT, log entry and a verified time; GitHub's
+    instance: a signed timestamp, no log). There --certificate-identity[-regexp] act as gh's
+    --cert-identity[-regex] (the regexp matches the whole SAN). --trusted-root takes one root or JSON lines of
+    roots (`gh attestation trusted-root`; GitHub's root via `imgseal trust update --github`).
     Prints the verified statements as JSON on stdout and a summary on stderr. Exit codes:
     0 verified; 1 not verified (reason given); 2 bad usage; 3 registry; 4 key.
     """
     state: dict[str, Any] = {}
+    github_given = [name for name, value in (
+        ("--github-owner", github_owner), ("--github-repo", github_repo), ("--signer-repo", signer_repo),
+        ("--signer-workflow", signer_workflow), ("--source-ref", source_ref), ("--source-digest", source_digest),
+        ("--signer-digest", signer_digest), ("--deny-self-hosted-runners", deny_self_hosted_runners or None),
+        ("--cert-oidc-issuer", cert_oidc_issuer)) if value is not None]
+    if github_given:
+        from imgseal.cli._github import GithubOptions, verify_github_attestation
+
+        # --certificate-identity[-regexp] act as gh's --cert-identity[-regex] here.
+        opts = GithubOptions(github_owner, github_repo, signer_repo, signer_workflow, source_ref, source_digest,
+                             signer_digest, deny_self_hosted_runners, cert_oidc_issuer, trusted_root,
+                             identity, identity_regexp)
+        others = [name for name, value in (
+            ("--key", key), ("--certificate-oidc-issuer", issuer), ("--certificate-oidc-issuer-regexp", issuer_regexp),
+            ("--certificate-github-workflow-repository", gh_repository), ("--certificate-github-workflow-ref", gh_ref),
+            ("--certificate-github-workflow-trigger", gh_trigger), ("--certificate-github-workflow-sha", gh_sha),
+            ("--staging", staging or None)) if value]
+        verify_github_attestation(reference, type_, opts, github_given, others, builder_id=builder_id,
+                                  source_uri=source_uri, source_branch=source_branch, source_tag=source_tag,
+                                  build_type=build_type, where=where, ca_file=ca_file,
+                                  insecure_registry=insecure_registry, attachments_repo=attachments_repo,
+                                  output=output)
+        return
 
     def run() -> None:
         from imgseal import attach
@@ -322,7 +386,7 @@ def verify_attestation(
         from verifier.attestation import SlsaExpectations, examine_attestations, judge
         from verifier.attestation_checks import normalize_git_uri, parse_where
 
-        predicate_type = resolve_predicate_type(type_)
+        predicate_type = resolve_predicate_type(type_ or "custom")
         keyless = keyless_attestation_verifiers(
             keys_given=bool(key), identity=identity, identity_regexp=identity_regexp, issuer=issuer,
             issuer_regexp=issuer_regexp, gh_repository=gh_repository, gh_ref=gh_ref, gh_trigger=gh_trigger,

@@ -158,6 +158,9 @@ def start_rig(
     fulcio_clock_offset: int = 0,
     rekor_clock_offset: int = 0,
     tsa_clock_offset: int = 0,
+    issuer_org: str | None = None,
+    rekor: bool = True,
+    ctlog: bool = True,
     timeout: float = _START_TIMEOUT_S,
 ) -> SigstoreRig:
     """Start ``server.mjs`` on a free loopback port and wait until it is ready.
@@ -166,7 +169,10 @@ def start_rig(
     ``signing_config.json``); the server's stderr to ``workdir/server.log``. Clock
     offsets (seconds) shift each mock service's notion of now, e.g.
     ``rekor_clock_offset=2 * CERT_LIFETIME_S`` makes every log entry postdate its
-    certificate's expiry. Raises RuntimeError if the server does not come up.
+    certificate's expiry. ``issuer_org`` names the CA's organisation (gh picks the trust
+    domain by it: ``sigstore.dev``, ``GitHub, Inc.``); ``rekor=False`` / ``ctlog=False`` leave
+    out the transparency log / CT log (GitHub's instance has neither). Raises RuntimeError
+    if the server does not come up.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     trust_config_path = workdir / "trust_config.json"
@@ -174,6 +180,12 @@ def start_rig(
     argv = [_node(), str(SERVER_SCRIPT), "--trust-config", str(trust_config_path), "--port", "0"]
     if not tsa:
         argv.append("--no-tsa")
+    if issuer_org is not None:
+        argv += ["--issuer-org", issuer_org]
+    if not rekor:
+        argv.append("--no-rekor")
+    if not ctlog:
+        argv.append("--no-ctlog")
     for flag, value in (
         ("--fulcio-clock-offset", fulcio_clock_offset),
         ("--rekor-clock-offset", rekor_clock_offset),

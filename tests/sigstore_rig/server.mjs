@@ -4,6 +4,12 @@
 //
 //   node server.mjs --trust-config DIR/trust_config.json [--port 0] [--no-tsa]
 //                   [--fulcio-clock-offset S] [--rekor-clock-offset S] [--tsa-clock-offset S]
+//                   [--issuer-org ORG] [--no-rekor] [--no-ctlog]
+//
+// --issuer-org names the CA's organisation (default sigstore.mock): "sigstore.dev" makes a
+// public-good-like instance, "GitHub, Inc." with --no-rekor --no-ctlog a GitHub-like one
+// (GitHub's own Sigstore instance has a Fulcio and a TSA but no transparency log and no CT
+// log; its trusted root lists neither). gh picks the trust domain by that organisation.
 //
 // When ready it writes the ClientTrustConfig to --trust-config, the bare trusted root
 // (trusted_root.json) and signing config (signing_config.json) beside it, and prints
@@ -56,6 +62,9 @@ function parseArgs(argv) {
     fulcioOffset: 0,
     rekorOffset: 0,
     tsaOffset: 0,
+    issuerOrg: 'sigstore.mock',
+    rekor: true,
+    ctlog: true,
   };
   const number = (flag, value) => {
     const n = Number(value);
@@ -87,6 +96,16 @@ function parseArgs(argv) {
         break;
       case '--tsa-clock-offset':
         opts.tsaOffset = number(flag, argv[++i]);
+        break;
+      case '--issuer-org':
+        opts.issuerOrg = argv[++i];
+        if (!opts.issuerOrg) usage('--issuer-org needs a name');
+        break;
+      case '--no-rekor':
+        opts.rekor = false;
+        break;
+      case '--no-ctlog':
+        opts.ctlog = false;
         break;
       default:
         usage(`unknown argument ${JSON.stringify(flag)}`);
@@ -131,14 +150,14 @@ class HttpError extends Error {
 // The mock CA's self-signed root starts "now" at start-up; a certificate issued with a
 // backdated clock would then predate its own issuer and fail for the wrong reason. Swap
 // in a root with the same name and key whose validity began a day ago.
-async function backdatedRoot(ca) {
+async function backdatedRoot(ca, name) {
   const crypto = new Crypto();
   const day = 24 * 60 * 60 * 1000;
   const keys = ca.keyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: '01',
-      name: 'CN=sigstore,O=sigstore.mock',
+      name,
       notBefore: new Date(Date.now() - day),
       notAfter: new Date(Date.now() + 365 * day),
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
@@ -153,6 +172,75 @@ async function backdatedRoot(ca) {
     crypto,
   );
   return cert;
+}
+
+// RFC 4514 string form of the CA's name; the organisation may hold a comma ("GitHub, Inc.").
+const caName = (org) => `CN=sigstore,O=${org.replace(/([,+"\\<>;=])/g, '\\$1')}`;
+
+// The mock CA writes its own fixed issuer name (O=sigstore.mock) into every leaf. To stand
+// in for another instance the leaf must name that instance's CA, so issuance is redone here
+// with the same profile the mock uses (fulcio pkg/ca/common.go: 10-minute validity,
+// digitalSignature, codeSigning EKU, SAN, key identifiers, the claim extensions) under the
+// configured name; the SCT comes from the mock CT log when the instance has one.
+function issueAs(ca, ctLog, name) {
+  const crypto = new Crypto();
+  return async (opts) => {
+    const key = await crypto.subtle.importKey('spki', opts.publicKey, { name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'verify',
+    ]);
+    const now = ca.getCurrentTime();
+    const tbs = {
+      serialNumber: Date.now().toString(16),
+      notBefore: now,
+      notAfter: new Date(now.getTime() + 10 * 60 * 1000),
+      issuer: name,
+      publicKey: key,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
+      signingKey: ca.keyPair.privateKey,
+      extensions: [
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.subjectAltName }], true),
+        await x509.SubjectKeyIdentifierExtension.create(key, false, crypto),
+        await x509.AuthorityKeyIdentifierExtension.create(ca.keyPair.publicKey, false, crypto),
+        ...(opts.extensions || []).map(
+          (e) =>
+            new x509.Extension(
+              e.oid,
+              false,
+              e.legacy === true ? Buffer.from(e.value) : new asn1js.Utf8String({ value: e.value }).toBER(false),
+            ),
+        ),
+      ],
+    };
+    if (ctLog) {
+      const preCert = await x509.X509CertificateGenerator.create(tbs, crypto);
+      const issuerId = await crypto.subtle.digest('SHA-256', await crypto.subtle.exportKey('spki', ca.keyPair.publicKey));
+      const sct = Buffer.from(await ctLog.log(preCert.rawData, issuerId));
+      const list = Buffer.concat([Buffer.from([0x00, sct.length]), sct]);
+      tbs.extensions.push(
+        new x509.Extension('1.3.6.1.4.1.11129.2.4.2', false, new asn1js.OctetString({ valueHex: list }).toBER(false)),
+      );
+    }
+    return Buffer.from((await x509.X509CertificateGenerator.create(tbs, crypto)).rawData);
+  };
+}
+
+// GitHub Actions tokens (iss token.actions.githubusercontent.com, or a GHE.com tenant's)
+// name the workflow in job_workflow_ref; Fulcio's GitHub principal makes the SAN
+// https://<host>/<job_workflow_ref> (fulcio pkg/identity/github). The mock takes the SAN
+// from one claim, so that value is added to the token as one.
+const GITHUB_ISSUER = /^https:\/\/token\.actions\.(?:githubusercontent\.com|([a-z0-9-]+)\.ghe\.com)$/;
+const SAN_CLAIM = 'imgseal_rig_san';
+
+function withGithubSan(token, claims) {
+  const m = typeof claims.iss === 'string' ? GITHUB_ISSUER.exec(claims.iss) : null;
+  if (!m || typeof claims.job_workflow_ref !== 'string') return null;
+  const host = m[1] ? `${m[1]}.ghe.com` : 'github.com';
+  const parts = token.split('.');
+  const payload = { ...claims, [SAN_CLAIM]: `https://${host}/${claims.job_workflow_ref}` };
+  parts[1] = Buffer.from(JSON.stringify(payload)).toString('base64url');
+  return parts.join('.');
 }
 
 function decodeJwtClaims(token) {
@@ -178,7 +266,7 @@ function fulcioRequest(headers, body) {
   }
   const auth = headers.authorization || '';
   const bearer = auth.startsWith('Bearer ') ? auth.slice('Bearer '.length).trim() : null;
-  const token = json?.credentials?.oidcIdentityToken || bearer;
+  let token = json?.credentials?.oidcIdentityToken || bearer;
   if (!token) throw new HttpError(401, 'no OIDC identity token (Authorization: Bearer or credentials)');
   const claims = decodeJwtClaims(token);
   const now = Date.now() / 1000;
@@ -192,13 +280,15 @@ function fulcioRequest(headers, body) {
   if (typeof csr === 'string' && !csr.includes('-----BEGIN')) {
     csr = Buffer.from(csr, 'base64').toString('utf8');
   }
+  const githubToken = withGithubSan(token, claims);
+  if (githubToken) token = githubToken;
   const request = { credentials: { oidcIdentityToken: token } };
   if (json.publicKeyRequest) request.publicKeyRequest = json.publicKeyRequest;
   else if (csr) request.certificateSigningRequest = csr;
   else throw new HttpError(400, 'neither certificateSigningRequest nor publicKeyRequest');
   // Email-style identities (Fulcio's "email" claim) name the signer by email; workload
   // identities by "sub". The mock takes one claim name per handler instance.
-  const claim = typeof claims.email === 'string' && claims.email ? 'email' : 'sub';
+  const claim = githubToken ? SAN_CLAIM : typeof claims.email === 'string' && claims.email ? 'email' : 'sub';
   return { claim, body: Buffer.from(JSON.stringify(request)) };
 }
 
@@ -467,9 +557,11 @@ async function main() {
 
   const ctlog = await mock.initializeCTLog(ctKeys);
   ctlog.getCurrentTime = clockWithOffset(opts.fulcioOffset);
-  const ca = await mock.initializeCA(caKeys, ctlog);
+  const ca = await mock.initializeCA(caKeys, opts.ctlog ? ctlog : undefined);
   ca.getCurrentTime = clockWithOffset(opts.fulcioOffset);
-  ca.root = await backdatedRoot(ca);
+  const name = caName(opts.issuerOrg);
+  ca.root = await backdatedRoot(ca, name);
+  ca.issueCertificate = issueAs(ca, opts.ctlog ? ctlog : null, name);
   // The checkpoint origin names the log by host:port, as real Rekor names itself.
   const tlog = await mock.initializeTLog(url, tlogKeys);
   tlog.getCurrentTime = () => Date.now() + opts.rekorOffset * 1000;
@@ -488,6 +580,7 @@ async function main() {
   const fulcio = {
     sub: mock.fulcioHandler(ca, { subjectClaim: 'sub' }),
     email: mock.fulcioHandler(ca, { subjectClaim: 'email' }),
+    [SAN_CLAIM]: mock.fulcioHandler(ca, { subjectClaim: SAN_CLAIM }),
   };
   const rekor = mock.rekorHandler(tlog);
   const timestamp = tsa ? mock.tsaHandler(tsa) : null;
@@ -497,15 +590,20 @@ async function main() {
       const { claim, body: adapted } = fulcioRequest(req.headers, body);
       return fulcio[claim].fn(adapted);
     },
-    [rekor.path]: async (_req, body) => rekor.fn(rekorRequest(body)),
   };
+  if (opts.rekor) routes[rekor.path] = async (_req, body) => rekor.fn(rekorRequest(body));
   if (timestamp) {
     // Call the mock's signer directly: its handler only parses JSON requests.
-    routes[timestamp.path] = async (_req, body) => ({
-      statusCode: 201,
-      response: await tsa.timestamp(tsaRequest(body)),
-      contentType: 'application/timestamp-reply',
-    });
+    // sigstore-js (@sigstore/sign TSAWitness, what actions/attest uses) posts JSON, which the
+    // mock's own handler reads; sigstore-python posts a DER TimeStampReq.
+    routes[timestamp.path] = async (req, body) =>
+      (req.headers['content-type'] || '').startsWith('application/json')
+        ? timestamp.fn(body)
+        : {
+            statusCode: 201,
+            response: await tsa.timestamp(tsaRequest(body)),
+            contentType: 'application/timestamp-reply',
+          };
   }
 
   server.on('request', async (req, res) => {
@@ -536,16 +634,17 @@ async function main() {
   });
   const trustedRoot = {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [tlogInstance(tlogKeys, url)],
+    // GitHub's own root lists no tlogs and no ctlogs at all (protobuf JSON omits empty lists).
+    ...(opts.rekor ? { tlogs: [tlogInstance(tlogKeys, url)] } : {}),
     certificateAuthorities: [
       {
-        subject: { organization: 'sigstore.mock', commonName: 'sigstore' },
+        subject: { organization: opts.issuerOrg, commonName: 'sigstore' },
         uri: url,
         certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] },
         validFor,
       },
     ],
-    ctlogs: [tlogInstance(ctKeys, url)],
+    ...(opts.ctlog ? { ctlogs: [tlogInstance(ctKeys, url)] } : {}),
     timestampAuthorities: tsa
       ? [
           {
@@ -564,7 +663,7 @@ async function main() {
     mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
     caUrls: [service(url)],
     oidcUrls: [],
-    rekorTlogUrls: [service(url)],
+    rekorTlogUrls: opts.rekor ? [service(url)] : [],
     rekorTlogConfig: { selector: 'ANY' },
     tsaUrls: tsa ? [service(`${url}${timestamp.path}`)] : [],
     tsaConfig: { selector: 'ANY' },

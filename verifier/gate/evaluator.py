@@ -46,6 +46,7 @@ from verifier.gate.policy import (
 )
 from verifier.gate.requirements import (
     check_attestation,
+    check_github,
     check_keyless,
     check_notation,
     check_signatures,
@@ -525,6 +526,9 @@ class Evaluator:
             notation = req.notation
             checks.append(("notation", lambda: check_notation(store, ref, digest, attachments, notation,
                                                               image_store=image_store)))
+        if req.github is not None:
+            github, github_trust = req.github, self._github_trust(rule)
+            checks.append(("github", lambda: check_github(store, digest, attachments, github, github_trust)))
         for name, check in checks:
             try:
                 check()
@@ -544,6 +548,20 @@ class Evaluator:
         from verifier.keyless import load_trust
 
         trust = load_trust(path, False)
+        with self._lock:
+            self._trust[key] = trust
+        return trust
+
+    def _github_trust(self, rule: Rule) -> Any:
+        """The roots GitHub attestations may chain to (verifier.github.load_github_trust), parsed once per file."""
+        path = rule.trusted_root or self.policy.trusted_root
+        key = f"github:{path or ''}"
+        with self._lock:
+            if key in self._trust:
+                return self._trust[key]
+        from verifier.github import load_github_trust
+
+        trust = load_github_trust(path)
         with self._lock:
             self._trust[key] = trust
         return trust

@@ -11,9 +11,11 @@ Model (docs/policy.md has the user's view; :mod:`verifier.gate.policy_file` read
         namespaces: [GLOB, ...]           # optional: only reviews in these namespaces
         mode: enforce | warn
         on_error: deny | allow            # when the answer cannot be had (registry down, timeout)
-        allow: true | deny: true | require: {digest, signatures, keyless, attestations, notation}
+        allow: true | deny: true | require: {digest, signatures, keyless, attestations, notation, github}
         attachments_repo: REGISTRY/PATH   # optional: read attachments there (Kyverno's repository:)
         # notation: {trust_policy: FILE, trust_store: DIR}  (paths relative to the policy file)
+        # github: {owner | repo, signer_repo | signer_workflow, source_ref, source_digest,
+        #          signer_digest, deny_self_hosted_runners, oidc_issuer, predicate_type}
     exclude_namespaces: [GLOB, ...]       # admitted without checks (:mod:`verifier.gate.scope`)
     exceptions: [{images, namespaces, until, reason}, ...]
 
@@ -45,6 +47,7 @@ from verifier.attestation_checks import WhereCondition
 from verifier.gate.scope import PolicyException, first_match, namespace_matches
 
 if TYPE_CHECKING:
+    from verifier.github import GithubPolicy
     from verifier.notation.trust_policy import TrustPolicyDocument
 
 POLICY_VERSION: Final = 1
@@ -150,18 +153,33 @@ class NotationRequirement:
 
 
 @dataclass(frozen=True)
+class GithubRequirement:
+    """A GitHub artifact attestation (actions/attest) meeting ``gh attestation verify``'s criteria.
+
+    ``policy`` is validated when the policy file is read (:func:`verifier.github.GithubPolicy.create`);
+    the trust roots come from the rule's or policy's ``trusted_root`` (one root or gh's JSON lines).
+    """
+
+    policy: GithubPolicy
+
+    def describe(self) -> str:
+        return "github attestation: " + "; ".join(self.policy.describe())
+
+
+@dataclass(frozen=True)
 class Requirements:
     digest: bool = False
     signatures: SignatureRequirement | None = None
     keyless: tuple[KeylessSigner, ...] = ()
     attestations: tuple[AttestationRequirement, ...] = ()
     notation: NotationRequirement | None = None
+    github: GithubRequirement | None = None
 
     @property
     def verifies(self) -> bool:
         """Whether anything must be fetched from the registry to decide."""
         return (self.signatures is not None or bool(self.keyless) or bool(self.attestations)
-                or self.notation is not None)
+                or self.notation is not None or self.github is not None)
 
 
 @dataclass(frozen=True)
@@ -431,6 +449,7 @@ def _fingerprint_doc(rule: Rule) -> dict[str, Any]:
                                                         "trust_store": req.notation.store_digest},
         # Only when set, so fingerprints (and cached successes) of rules without it stay as they were.
         **({"attachments_repo": rule.attachments_repo.name} if rule.attachments_repo is not None else {}),
+        "github": None if req.github is None else vars(req.github.policy),
     }
 
 
@@ -460,6 +479,8 @@ def describe_rule(rule: Rule) -> Iterator[str]:
                f"and trust store {req.notation.trust_store}")
     if rule.attachments_repo is not None:
         yield f"attachments_repo: signatures and attestations are read from {rule.attachments_repo.name}"
+    if req.github is not None:
+        yield req.github.describe()
     yield f"mode: {rule.mode}; on_error: {rule.on_error}"
 
 

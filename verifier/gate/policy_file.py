@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import yaml
 
@@ -30,6 +30,7 @@ from verifier.gate.policy import (
     POLICY_VERSION,
     AttestationRequirement,
     Decision,
+    GithubRequirement,
     KeylessSigner,
     NotationRequirement,
     Policy,
@@ -120,8 +121,11 @@ _ATTACHMENTS_RULE_KEYS: Final = frozenset({"attachments_repo"})
 _POLICY_KEYS: Final = frozenset({"version", "default", "rules", "trusted_root"}) | _SCOPE_POLICY_KEYS
 _RULE_KEYS: Final = (frozenset({"name", "match", "mode", "on_error", "allow", "deny", "require", "trusted_root"})
                      | _SCOPE_RULE_KEYS | _ATTACHMENTS_RULE_KEYS)
-_REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation"})
+_REQUIRE_KEYS: Final = frozenset({"digest", "signatures", "keyless", "attestations", "notation", "github"})
 _NOTATION_KEYS: Final = frozenset({"trust_policy", "trust_store"})
+_GITHUB_KEYS: Final = ("owner", "repo", "signer_repo", "signer_workflow", "source_ref", "source_digest",
+                       "signer_digest", "deny_self_hosted_runners", "oidc_issuer", "predicate_type",
+                       "certificate_identity", "certificate_identity_regexp")
 #: Bounds on hashing a trust store for the fingerprint (a trust store is a handful of PEM files).
 MAX_TRUST_STORE_FILES: Final = 1000
 MAX_TRUST_STORE_BYTES: Final = 16 << 20
@@ -400,7 +404,7 @@ class _Reader:
         if not isinstance(node, yaml.MappingNode):
             return False
         named = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
-        return not named & {"signatures", "keyless", "attestations", "notation"}
+        return not named & {"signatures", "keyless", "attestations", "notation", "github"}
 
     def _flag(self, fields: Mapping[str, yaml.Node], key: str, label: str) -> bool:
         if key not in fields:
@@ -434,7 +438,41 @@ class _Reader:
                 self.issue(_line(fields["attestations"]), f"{label}: attestations need signers: give "
                                                           "signatures.keys, keyless, or keys on the attestation")
         notation = self.notation(fields["notation"], label) if "notation" in fields else None
-        return Requirements(bool(digest), signatures, tuple(keyless), tuple(attestations), notation)
+        github = self.github(fields["github"], label) if "github" in fields else None
+        return Requirements(bool(digest), signatures, tuple(keyless), tuple(attestations), notation, github)
+
+    def github(self, node: yaml.Node, label: str) -> GithubRequirement | None:
+        """``github: {owner | repo, …}``: the options of ``verify-attestation --github-*``, checked now."""
+        fields = self.mapping(node, f"{label} github", frozenset(_GITHUB_KEYS))
+        if fields is None:
+            return None
+        values: dict[str, Any] = {}
+        ok = True
+        for key, vnode in fields.items():
+            what = f"{label} github.{key}"
+            value: Any = self.boolean(vnode, what) if key == "deny_self_hosted_runners" else self.string(vnode, what)
+            if value is None:
+                ok = False
+            elif key == "predicate_type":
+                try:
+                    value = resolve_predicate_type(value)
+                except UsageError as e:
+                    self.issue(_line(vnode), f"{label}: {e.message}")
+                    ok = False
+            values[key] = value
+        if not ok:
+            return None
+        # Only policies with github rules pay for importing the GitHub verifier (and cryptography.x509).
+        from verifier.github import GithubPolicy
+
+        try:
+            policy = GithubPolicy.create(**values, names=lambda field: f"github.{field}")
+        except UsageError as e:
+            # Point at the value the message names, else at the mapping.
+            named = next((vnode for key, vnode in fields.items() if f"github.{key}" in e.message), node)
+            self.issue(_line(named), f"{label}: {e.message}")
+            return None
+        return GithubRequirement(policy)
 
     def notation(self, node: yaml.Node, label: str) -> NotationRequirement | None:
         """``notation: {trust_policy: FILE, trust_store: DIR}``, both checked now (parsed, hashed)."""

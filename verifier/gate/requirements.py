@@ -1,7 +1,8 @@
 """One check per requirement kind, each calling the verifier module that owns the format.
 
 keys → :mod:`verifier.image`; keyless → :mod:`verifier.keyless`; attestations →
-:mod:`verifier.attestation`; notation → :mod:`verifier.notation.image`. They are the same
+:mod:`verifier.attestation`; notation → :mod:`verifier.notation.image`; GitHub artifact
+attestations → :mod:`verifier.attestation` with :mod:`verifier.github`'s hook. They are the same
 code paths as ``imgseal verify`` / ``verify-attestation``, so the gate and the CLI cannot
 disagree. Imports are lazy: a policy with only key rules never loads Sigstore or notation code.
 """
@@ -18,6 +19,7 @@ from imgseal.reference import Reference
 from imgseal.store.base import Store
 from verifier.gate.policy import (
     AttestationRequirement,
+    GithubRequirement,
     KeylessSigner,
     NotationRequirement,
     PolicyKey,
@@ -142,3 +144,18 @@ def check_notation(store: Store, ref: Reference, digest: Digest, attachments: li
         # A rule that requires notation must not be satisfied by a statement that checks nothing.
         raise VerificationError(f"the notation trust policy statement {outcome.policy!r} that applies to {ref.name} "
                                 "has level skip: nothing is verified", reason="notation-skip")
+
+
+def check_github(store: Store, digest: Digest, attachments: list[attach.Attachment], req: GithubRequirement,
+                 trust: Any) -> None:
+    """A GitHub artifact attestation meeting gh's criteria (the code of ``verify-attestation --github-*``).
+
+    ``trust`` is a :class:`verifier.github.GithubTrust`. Bundle referrers only: actions/attest
+    writes no cosign legacy layers, so those are not offered to the GitHub hook.
+    """
+    from verifier.attestation import verify_attestations
+    from verifier.github import github_bundle_verifier
+
+    bundles = [a for a in attachments if a.found_via not in (attach.VIA_LEGACY_SIG, attach.VIA_LEGACY_ATT)]
+    verify_attestations(store, digest, bundles, predicate_type=req.policy.predicate_type, keys={},
+                        bundle_verifier=github_bundle_verifier(req.policy, trust))

@@ -366,3 +366,46 @@ def test_gate_fast_reader_lines_and_duplicate_keys(tmp_path: Path) -> None:
     (tmp_path / "pod.yaml").write_text(text + "      image: evil.example.com/x:v1\n")
     with pytest.raises(InvalidInputError, match="duplicate key 'image'"):
         collect_manifests([str(tmp_path / "pod.yaml")])
+
+
+GITHUB_RULE = """\
+version: 1
+rules:
+  - name: gh
+    match: ["ghcr.io/acme/**"]
+    require:
+      github:
+{body}
+"""
+
+
+def test_github_requirement_loads(policy_dir: Path) -> None:
+    policy = parse_policy(GITHUB_RULE.format(body="""\
+        repo: acme/app
+        signer_workflow: acme/app/.github/workflows/release.yml
+        source_ref: refs/heads/main
+        deny_self_hosted_runners: true
+        predicate_type: slsaprovenance1""").encode(), base=policy_dir)
+    (rule,) = policy.rules
+    assert rule.require.verifies and rule.require.github is not None
+    gh = rule.require.github.policy
+    assert (gh.owner, gh.repo, gh.deny_self_hosted_runners) == ("acme", "acme/app", True)
+    assert gh.predicate_type == "https://slsa.dev/provenance/v1"
+    fingerprint = rule.fingerprint
+    other = parse_policy(GITHUB_RULE.format(body="        repo: acme/app").encode(), base=policy_dir)
+    assert other.rules[0].fingerprint != fingerprint
+
+
+@pytest.mark.parametrize(("body", "needle", "line"), [
+    ("        owner: acme\n        repo: acme/app", "exactly one of github.owner", 7),
+    ("        repo: acme", "github.repo must be OWNER/REPO", 7),
+    ("        owner: acme\n        signer_workflow: acme/app", "github.signer_workflow must be", 8),
+    ("        owner: acme\n        source_ref: main", "github.source_ref is a full git ref", 8),
+    ("        owner: acme\n        deny_self_hosted_runners: maybe", "deny_self_hosted_runners", 8),
+    ("        owner: acme\n        colour: blue", "colour", 8),
+    ("        owner: acme\n        predicate_type: nonsense", "predicate", 8),
+    ("        owner: acme\n        certificate_identity_regexp: '('", "regular expression", 8),
+])
+def test_github_requirement_errors_name_their_line(policy_dir: Path, body: str, needle: str, line: int) -> None:
+    found = issues(policy_dir, GITHUB_RULE.format(body=body))
+    assert any(needle in message and at == line for at, message in found), found
