@@ -50,7 +50,7 @@ lint: install
 	$(BIN)/lint-imports
 
 test: install system-deps node-deps lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 bench: install system-deps node-deps
 	@command -v skopeo >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
