@@ -32,6 +32,7 @@ from imgseal.payloads import summarise_bundle
 from imgseal.reference import parse_reference
 from keys import decrypt_private_key, encrypt_private_key, generate, load_public_key, public_pem
 from tests.datadir import DATA as DATA_DIR
+from verifier.gate.policy_file import parse_policy
 from verifier.sigstore.bundle import KeylessPolicy, KeyPolicy, verify_bundle
 
 CONFORMANCE = DATA_DIR / "sigstore-conformance"
@@ -254,12 +255,7 @@ def test_decrypt_private_key(raw: bytes, password: bytes) -> None:
     assert isinstance(result, Error) or password == b"pw"
 
 
-# -- policy files (verifier/policy.py) -----------------------------------------------------------
-
-try:
-    from verifier.gate.policy_file import parse_policy
-except ImportError:  # pragma: no cover - written by another engineer; skip until present
-    parse_policy = None  # type: ignore[assignment]
+# -- policy files (verifier/gate/policy_file.py) ------------------------------------------------
 
 POLICY_YAML = b"""\
 rules:
@@ -269,7 +265,6 @@ rules:
 """
 
 
-@pytest.mark.skipif(parse_policy is None, reason="verifier/policy.py not present")
 @SETTINGS
 @given(st.one_of(mutate(POLICY_YAML), st.binary(max_size=300), st.text(max_size=300).map(str.encode),
                  json_values.map(lambda v: json.dumps(v).encode())))
@@ -301,9 +296,8 @@ PARSERS: dict[str, Callable[[bytes], Any]] = {
     "load_public_key": lambda raw: load_public_key(raw),
     "decrypt_private_key": lambda raw: decrypt_private_key(raw, b"pw"),
     "parse_reference": lambda raw: parse_reference(raw.decode("utf-8", "replace")),
+    "parse_policy": lambda raw: parse_policy(raw, source="x.yaml", base=Path("/nonexistent")),
 }
-if parse_policy is not None:
-    PARSERS["parse_policy"] = lambda raw: parse_policy(raw, source="x.yaml", base=Path("/nonexistent"))
 
 
 # Parsers that hit Python's recursion limit on 100k-level nesting (a RecursionError, which the
