@@ -245,21 +245,43 @@ def _get_optional(store: Store, tag: str) -> ImageManifest | ImageIndex | None:
         return None
 
 
-def _read_referrers_index(store: Store, subject: Digest) -> list[Descriptor] | None:
-    """The entries of the ``sha256-<hex>`` index; ``[]`` when there is none; None when the tag aliases the subject.
+@dataclass(frozen=True)
+class FallbackIndex:
+    """What the tag ``sha256-<hex>`` holds: an index (with its digest), nothing, or the subject itself."""
 
-    GitLab's registry resolves ``sha256-<hex>`` as if it were the digest ``sha256:<hex>``
-    and answers the image itself (oras-go #1396): a multi-arch image's children would then
-    look like its referrers. Bytes that hash to the subject are the subject, never an index.
+    tag: str
+    index: ImageIndex | None
+    resolves_to_subject: bool = False
+
+    @property
+    def entries(self) -> list[Descriptor]:
+        return list(self.index.manifests) if self.index is not None else []
+
+
+def read_fallback_index(store: Store, subject: Digest) -> FallbackIndex:
+    """Read the fallback index, recognising a registry that answers the tag with the subject itself.
+
+    GitLab's registry resolves the tag ``sha256-<hex>`` to the manifest ``sha256:<hex>``
+    (oras-go #1396): the "index" is then the subject, and for a multi-arch subject its
+    children would look like referrers. That is reported, never read as an index.
     """
-    index = _get_optional(store, referrers_tag(subject))
-    if index is None:
-        return []
-    if index.digest == subject:
-        return None
-    if not isinstance(index, ImageIndex):
-        raise InvalidInputError(f"tag {referrers_tag(subject)} does not hold an image index")
-    return list(index.manifests)
+    tag = referrers_tag(subject)
+    try:
+        found = store.get_manifest(tag)
+    except NotFoundError:
+        return FallbackIndex(tag, None)
+    if found.digest == subject:
+        return FallbackIndex(tag, None, resolves_to_subject=True)
+    if not isinstance(found, ImageIndex):
+        raise InvalidInputError(f"tag {tag} in {store.location} holds an image manifest, not an index: "
+                                "refusing to touch it", reason="not-an-index")
+    return FallbackIndex(tag, found)
+
+
+def _read_referrers_index(store: Store, subject: Digest) -> list[Descriptor] | None:
+    """The entries of the ``sha256-<hex>`` index; ``[]`` when there is none; None when the tag aliases the subject."""
+    found = read_fallback_index(store, subject)
+    return None if found.resolves_to_subject else found.entries
 
 
 def _alias_note(store: Store, subject: Digest) -> str:

@@ -36,7 +36,7 @@ from imgseal.errors import (
     NotFoundError,
     RegistryError,
 )
-from imgseal.manifest import OCI_INDEX, Descriptor, ImageIndex, ImageManifest, build_index
+from imgseal.manifest import OCI_INDEX, Descriptor, ImageManifest, build_index
 from imgseal.store.base import Store
 
 KIND_SIGNATURE: Final = "signature"
@@ -56,39 +56,6 @@ def kind_of(att: attach.Attachment) -> str:
     if att.found_via == attach.VIA_LEGACY_ATT or att.artifact_type in _ATTESTATION_TYPES:
         return KIND_ATTESTATION
     return KIND_OTHER
-
-
-@dataclass(frozen=True)
-class FallbackIndex:
-    """What the tag ``sha256-<hex>`` holds: an index (with its digest), nothing, or the subject itself."""
-
-    tag: str
-    index: ImageIndex | None
-    resolves_to_subject: bool = False
-
-    @property
-    def entries(self) -> list[Descriptor]:
-        return list(self.index.manifests) if self.index is not None else []
-
-
-def read_fallback_index(store: Store, subject: Digest) -> FallbackIndex:
-    """Read the fallback index, recognising a registry that answers the tag with the subject itself.
-
-    GitLab's registry resolves the tag ``sha256-<hex>`` to the manifest ``sha256:<hex>``
-    (oras-go #1396): the "index" is then the subject, and for a multi-arch subject its
-    children would look like referrers. That is reported, never read as an index.
-    """
-    tag = attach.referrers_tag(subject)
-    try:
-        found = store.get_manifest(tag)
-    except NotFoundError:
-        return FallbackIndex(tag, None)
-    if found.digest == subject:
-        return FallbackIndex(tag, None, resolves_to_subject=True)
-    if not isinstance(found, ImageIndex):
-        raise InvalidInputError(f"tag {tag} in {store.location} holds an image manifest, not an index: "
-                                "refusing to touch it", reason="not-an-index")
-    return FallbackIndex(tag, found)
 
 
 def attachment_tags(store: Store, subject: Digest, notes: list[str]) -> list[str] | None:
@@ -139,7 +106,7 @@ def repair_index(store: Store, subject: Digest, *, dry_run: bool = False) -> Rep
     """
     for _ in range(REPAIR_ATTEMPTS):
         report = RepairReport(subject, attach.referrers_tag(subject))
-        current = read_fallback_index(store, subject)
+        current = attach.read_fallback_index(store, subject)
         if current.resolves_to_subject:
             report.notes.append(f"the registry answers the tag {current.tag} with the image itself (as GitLab's "
                                 "does, oras-go #1396): it holds no fallback index there")
@@ -155,7 +122,7 @@ def repair_index(store: Store, subject: Digest, *, dry_run: bool = False) -> Rep
                                 reason="index-tag-shadowed")
         if dry_run:
             return report
-        again = read_fallback_index(store, subject)
+        again = attach.read_fallback_index(store, subject)
         before = current.index.digest if current.index is not None else None
         after = again.index.digest if again.index is not None else None
         if before != after:
@@ -167,7 +134,8 @@ def repair_index(store: Store, subject: Digest, *, dry_run: bool = False) -> Rep
                         "nothing was written", reason="index-contended")
 
 
-def _rebuilt_entries(store: Store, subject: Digest, current: FallbackIndex, report: RepairReport) -> list[Descriptor]:
+def _rebuilt_entries(store: Store, subject: Digest, current: attach.FallbackIndex,
+                     report: RepairReport) -> list[Descriptor]:
     old: dict[Digest, Descriptor] = {}
     for desc in current.entries:
         old.setdefault(desc.digest, desc)
@@ -242,7 +210,7 @@ class Target:
 class CleanPlan:
     subject: Digest
     targets: list[Target] = field(default_factory=list)
-    index: FallbackIndex | None = None
+    index: attach.FallbackIndex | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -295,7 +263,7 @@ def plan_clean(store: Store, subject: Digest, kinds: Iterable[str]) -> CleanPlan
         plan.notes.append(f"the referrers API could not be read ({e.one_line()}): the tag schema was examined")
     for desc in native or []:
         consider(desc.digest, attach.VIA_REFERRERS_API)
-    plan.index = read_fallback_index(store, subject)
+    plan.index = attach.read_fallback_index(store, subject)
     for desc in plan.index.entries:
         consider(desc.digest, attach.VIA_REFERRERS_TAG)
     for tag in attachment_tags(store, subject, plan.notes) or []:
@@ -357,7 +325,7 @@ def execute_clean(store: Store, plan: CleanPlan) -> list[Outcome]:
     return outcomes
 
 
-def _shrink_index(store: Store, subject: Digest, index: FallbackIndex, remaining: list[Descriptor],
+def _shrink_index(store: Store, subject: Digest, index: attach.FallbackIndex, remaining: list[Descriptor],
                   gone: set[Digest], outcomes: list[Outcome]) -> None:
     assert index.index is not None
     if not remaining:
