@@ -59,7 +59,7 @@ from imgseal.intoto import SLSA_PROVENANCE_V1, Statement
 from imgseal.payloads import BundleSummary
 from verifier.image import check_bundle_statement
 from verifier.sigstore.bundle import Thresholds, VerifiedBundle, verify_bundle
-from verifier.sigstore.certificate import KeylessPolicy, certificate_identities
+from verifier.sigstore.certificate import KeylessPolicy, certificate_identities, der_utf8
 from verifier.sigstore.trust import TrustMaterial, load_trusted_root, parse_trusted_root
 
 GITHUB_OIDC_ISSUER: Final = "https://token.actions.githubusercontent.com"
@@ -125,30 +125,12 @@ def read_claims(cert: x509.Certificate) -> FulcioClaims:
             continue
         if not isinstance(ext.value, x509.UnrecognizedExtension):
             raise VerificationError(f"certificate extension {dotted} is not a Fulcio claim", reason="github-claims")
-        text = _der_utf8(ext.value.value)
+        text = der_utf8(ext.value.value)
         if text is None:
             raise VerificationError(f"certificate extension {dotted} is not a DER UTF8String",
                                     reason="github-claims")
         values[by_arc[int(tail)]] = text
     return FulcioClaims(**values)
-
-
-def _der_utf8(raw: bytes) -> str | None:
-    # Fulcio writes v2 extensions as ASN.1 UTF8String (tag 12), DER length.
-    if len(raw) < 2 or raw[0] != 0x0C:
-        return None
-    length, offset = raw[1], 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 3 or len(raw) < 2 + n:
-            return None
-        length, offset = int.from_bytes(raw[2:2 + n], "big"), 2 + n
-    if offset + length != len(raw):
-        return None
-    try:
-        return raw[offset:].decode()
-    except UnicodeDecodeError:
-        return None
 
 
 # --- the policy ---------------------------------------------------------------------------

@@ -240,14 +240,14 @@ def _ct_key(ct: CtLogKey) -> tuple[PublicKey, str] | None:
     return (key, algorithm) if isinstance(key, want) else None
 
 
-def _der_utf8(raw: bytes) -> str | None:
-    """Decode a DER UTF8String (tag 0x0c) — Fulcio's v2 extension values."""
+def der_utf8(raw: bytes) -> str | None:
+    """Decode a DER UTF8String (tag 0x0c) — Fulcio's v2 extension values; None for anything else."""
     if len(raw) < 2 or raw[0] != 0x0C:
         return None
     length, offset = raw[1], 2
     if length & 0x80:
         n = length & 0x7F
-        if n == 0 or n > 4 or len(raw) < 2 + n:
+        if n == 0 or n > 3 or len(raw) < 2 + n:  # a claim of 16 MiB or more is no claim
             return None
         length, offset = int.from_bytes(raw[2 : 2 + n], "big"), 2 + n
     if offset + length != len(raw):
@@ -262,7 +262,7 @@ def extension(cert: x509.Certificate, v1_oid: str, v2_oid: str) -> str | None:
     exts = {e.oid.dotted_string: e.value for e in cert.extensions}
     v2 = exts.get(v2_oid)
     if isinstance(v2, x509.UnrecognizedExtension):
-        return _der_utf8(v2.value)
+        return der_utf8(v2.value)
     v1 = exts.get(v1_oid)
     if isinstance(v1, x509.UnrecognizedExtension):
         try:
@@ -281,7 +281,7 @@ def certificate_identities(cert: x509.Certificate) -> list[str]:
     values: list[str] = list(san.get_values_for_type(x509.RFC822Name))
     values += san.get_values_for_type(x509.UniformResourceIdentifier)
     for other in san.get_values_for_type(x509.OtherName):
-        if other.type_id == _OID_OTHERNAME_SAN and (text := _der_utf8(other.value)) is not None:
+        if other.type_id == _OID_OTHERNAME_SAN and (text := der_utf8(other.value)) is not None:
             values.append(text)
     return values
 
