@@ -9,23 +9,21 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from imgseal.store import StoreFactory
 from tests.integration.images import push_image
 from tests.integration.test_sign_verify import ENV, make_key
-from tests.integration.test_webhook import free_port, pod, post, review, throwaway_cert
+from tests.integration.test_webhook import pod, post, review
+from tests.integration.webhook_server import serve
 from verifier.gate.cache import MemoryCache
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.policy_file import load_policy
-from verifier.gate.webhook import create_app
+from verifier.gate.webhook import Webhook
 
 pytestmark = pytest.mark.registry
 
@@ -161,21 +159,9 @@ def test_bad_metadata_namespace_is_bad_input(cli, scoped, tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def hook(scoped) -> Iterator[dict[str, Any]]:
-    cert, key = throwaway_cert(scoped["tmp"])
     evaluator = Evaluator(load_policy(scoped["policy"]), StoreFactory(), cache=MemoryCache(), resolve_tags=True)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(evaluator, deadline=5), host="127.0.0.1", port=port,
-                                           ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="warning",
-                                           access_log=False, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield {"url": f"https://127.0.0.1:{port}", "cert": str(cert), **scoped}
-    server.should_exit = True
-    thread.join(5)
+    with serve(Webhook(evaluator, deadline=5), scoped["tmp"] / "server") as served:
+        yield {"url": served.url, "cert": str(served.cert), **scoped}
     evaluator.close()
 
 

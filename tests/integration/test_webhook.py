@@ -8,24 +8,21 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
 from imgseal.store import StoreFactory
 from tests.integration.images import push_image
-from tests.integration.kube_api_double import throwaway_cert
 from tests.integration.test_sign_verify import ENV, make_key
-from tests.integration.webhook_server import free_port
+from tests.integration.webhook_server import serve
 from verifier.gate.cache import MemoryCache
 from verifier.gate.evaluator import Evaluator
 from verifier.gate.policy_file import load_policy
-from verifier.gate.webhook import create_app
+from verifier.gate.webhook import Webhook
 
 pytestmark = pytest.mark.registry
 
@@ -72,23 +69,10 @@ rules:
     require:
       signatures: {{keys: [team.pub]}}
 """)
-    cert, key = throwaway_cert(tmp)
     evaluator = Evaluator(load_policy(policy), StoreFactory(), cache=MemoryCache(), resolve_tags=True)
-    port = free_port()
-    config = uvicorn.Config(create_app(evaluator, deadline=1.5), host="127.0.0.1", port=port,
-                            ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="warning", access_log=False,
-                            log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield {"url": f"https://127.0.0.1:{port}", "cert": str(cert), "host": host, "good": good, "sidecar": other,
-           "unsigned": unsigned, "dry": dry, "evaluator": evaluator}
-    server.should_exit = True
-    thread.join(5)
+    with serve(Webhook(evaluator, deadline=1.5), tmp / "server") as served:
+        yield {"url": served.url, "cert": str(served.cert), "host": host, "good": good, "sidecar": other,
+               "unsigned": unsigned, "dry": dry, "evaluator": evaluator}
     evaluator.close()
 
 
